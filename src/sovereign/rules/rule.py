@@ -1,0 +1,124 @@
+"""Rules and rule sets, and what applying them to a candidate or a position yields."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sovereign.rules.actions import (
+    Action,
+    BlockSymbol,
+    ExitPosition,
+    ScalePosition,
+    SetTakeProfit,
+    SkipTrade,
+    TightenStop,
+)
+from sovereign.rules.conditions import Condition
+from sovereign.rules.context import RuleContext, RuleFeature
+from sovereign.rules.hashing import content_hash
+
+RuleName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][\w.\- ]*$")]
+
+
+class Rule(BaseModel):
+    """``{"name", "strategy" (or null for all), "when": CONDITION, "then": ACTION}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: RuleName
+    strategy: str | None = None
+    when: Condition
+    then: Action
+
+    @cached_property
+    def id(self) -> str:
+        """Content hash: the same rule text always has the same id."""
+        return content_hash(self.model_dump(mode="json"), prefix="r-")
+
+    def features(self) -> frozenset[RuleFeature]:
+        return self.when.features()
+
+    def applies_to(self, strategy: str) -> bool:
+        return self.strategy is None or self.strategy == strategy
+
+    def family(self) -> str:
+        """Fingerprint of the rule's structure ignoring thresholds and its name."""
+        return content_hash(
+            {"strategy": self.strategy, "when": self.when.shape(), "then": self.then.type},
+            prefix="f-",
+        )
+
+
+@dataclass(kw_only=True, slots=True)
+class RuleEffect:
+    """The combined effect of every rule that fired for one candidate or position."""
+
+    skip_reason: str | None = None
+    scale: float = 1.0
+    stop_atr_mult: float | None = None
+    take_profit_atr_mult: float | None = None
+    exit: bool = False
+    block_days: int = 0
+    fired: list[str] = field(default_factory=list)
+
+    def combine(self, rule: Rule) -> None:
+        action = rule.then
+        self.fired.append(rule.id)
+        if isinstance(action, SkipTrade):
+            self.skip_reason = self.skip_reason or f"{rule.name}: {action.reason}"
+        elif isinstance(action, ScalePosition):
+            self.scale *= action.factor
+        elif isinstance(action, TightenStop):
+            self.stop_atr_mult = _tighter(self.stop_atr_mult, action.atr_mult)
+        elif isinstance(action, SetTakeProfit):
+            self.take_profit_atr_mult = _tighter(self.take_profit_atr_mult, action.atr_mult)
+        elif isinstance(action, ExitPosition):
+            self.exit = True
+        elif isinstance(action, BlockSymbol):
+            self.block_days = max(self.block_days, action.days)
+
+
+def _tighter(current: float | None, new: float) -> float:
+    return new if current is None else min(current, new)
+
+
+class RuleSet(BaseModel):
+    """An ordered, versioned collection of rules. Its id is the hash of its rules' ids."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: tuple[Rule, ...] = ()
+
+    @cached_property
+    def id(self) -> str:
+        return content_hash([r.id for r in self.rules], prefix="rs-")
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def for_strategy(self, strategy: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.applies_to(strategy))
+
+    def with_rules(self, rules: Iterable[Rule]) -> RuleSet:
+        return RuleSet(rules=tuple(rules))
+
+    @staticmethod
+    def apply(rules: Iterable[Rule], ctx: RuleContext) -> RuleEffect:
+        """Evaluate ``rules`` against ``ctx``; every rule whose condition holds contributes."""
+        effect = RuleEffect()
+        for rule in rules:
+            if rule.when.evaluate(ctx):
+                effect.combine(rule)
+        if not math.isfinite(effect.scale):
+            effect.scale = 0.0
+        return effect
