@@ -1,0 +1,42 @@
+"""Shared plumbing for built-in strategies: parameter validation and confidence calibration."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sovereign.rules.config import ParamSpec, StrategyConfig
+
+
+class BaseStrategy:
+    """Holds a validated :class:`StrategyConfig` and a Beta-binomial calibration of confidence.
+
+    Confidence is calibrated from the strategy's own closed trades: each (regime) bucket keeps a
+    Beta(a, b) posterior of the win rate, seeded by a prior worth ``prior_weight`` trades at the
+    raw score. A bucket with no history returns the raw score; one with a long losing record is
+    pulled down towards its observed hit rate, and the Supervisor's minimum confidence does the
+    rest.
+    """
+
+    name: ClassVar[str] = "base"
+    specs: ClassVar[dict[str, ParamSpec]] = {}
+    prior_weight: ClassVar[float] = 20.0
+
+    def __init__(self, config: StrategyConfig | None = None, **params: float) -> None:
+        base = config or StrategyConfig(strategy=self.name, params=params)
+        if config is not None and params:
+            base = base.model_copy(update={"params": {**base.params, **params}})
+        self.config = base.validated(self.specs)
+        self.p = self.config.params
+        self._wins: dict[str, float] = {}
+        self._trades: dict[str, float] = {}
+
+    def calibrate(self, regime: str, won: bool) -> None:
+        self._trades[regime] = self._trades.get(regime, 0.0) + 1.0
+        self._wins[regime] = self._wins.get(regime, 0.0) + (1.0 if won else 0.0)
+
+    def calibrated(self, raw: float, regime: str) -> float:
+        """Posterior mean win rate for ``regime`` with the raw score as the prior mean."""
+        n = self._trades.get(regime, 0.0)
+        w = self._wins.get(regime, 0.0)
+        k = self.prior_weight
+        return (raw * k + w) / (k + n)

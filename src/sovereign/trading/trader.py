@@ -1,0 +1,398 @@
+"""The Trader: one decision pipeline for backtest, paper and live.
+
+Per bar: Supervisor observes the account -> data and engine outputs are checked (stale or
+invalid: stand down) -> pools are checked (a strategy beyond its loss limit is killed alone) ->
+exits (ATR stop, ATR take profit, maximum holding time, regime change, the strategy's own exit,
+rules' exit_position) -> entries (strategy signals -> active rules -> Supervisor -> sizing) ->
+orders with deterministic client order ids. The Trader returns orders; the driver (backtester,
+paper loop, live loop) sends them and feeds fills back through :meth:`Trader.on_fill`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from sovereign.brokers.models import AccountReport, Fill, Order, OrderReport, OrderStatus, Side
+from sovereign.brokers.models import client_order_id as make_client_order_id
+from sovereign.rules.actions import ExitPosition, TightenStop
+from sovereign.rules.context import Regime, RuleContext
+from sovereign.rules.rule import RuleEffect, RuleSet
+from sovereign.trading.book import Book, Intent, OpenTrade
+from sovereign.trading.events import Decision, EventSink, NullSink, Transition
+from sovereign.trading.strategies.base import BaseStrategy
+from sovereign.trading.strategy import MarketView, Signal
+from sovereign.trading.supervisor import Supervisor, SupervisorState
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TraderConfig:
+    """``kelly_fraction``: share of the Kelly bet taken (0.25 = quarter Kelly).
+    ``max_staleness``: a bar older than this at decision time is stale (None: never)."""
+
+    kelly_fraction: float = 0.25
+    max_staleness: timedelta | None = None
+    uncertain_scale: float = 0.5  # size multiplier when the regime is Uncertain
+
+
+class Trader:
+    def __init__(
+        self,
+        *,
+        strategies: Sequence[BaseStrategy],
+        supervisor: Supervisor,
+        rules: RuleSet | None = None,
+        config: TraderConfig | None = None,
+        sink: EventSink | None = None,
+        initial_equity: float,
+    ) -> None:
+        self.strategies = {s.name: s for s in strategies}
+        self.supervisor = supervisor
+        self.config = config or TraderConfig()
+        self.sink: EventSink = sink or NullSink()
+        self.book = Book()
+        self.set_rules(rules or RuleSet())
+        for s in strategies:
+            cfg = s.config
+            supervisor.add_pool(
+                s.name, capital=initial_equity * cfg.pool_fraction, max_loss=cfg.pool_max_loss
+            )
+
+    # ---- configuration ---------------------------------------------------------------------
+
+    def set_rules(self, rules: RuleSet) -> None:
+        """Activate a rule set (deploy or rollback); takes effect at the next bar."""
+        self.rules = rules
+        self._entry_rules = {n: rules.for_strategy(n) for n in self.strategies}
+        self._position_rules = {
+            n: tuple(r for r in rs if isinstance(r.then, ExitPosition | TightenStop))
+            for n, rs in self._entry_rules.items()
+        }
+
+    @property
+    def warmup_bars(self) -> int:
+        return max((s.warmup_bars for s in self.strategies.values()), default=0)
+
+    # ---- the pipeline ----------------------------------------------------------------------
+
+    def step(self, view: MarketView, account: AccountReport, now: datetime) -> list[Order]:
+        """Decide at the close of ``view.i``; returns the orders to send, in order."""
+        sup = self.supervisor
+        for t in sup.observe(now, account.equity):
+            self._transition(t)
+        stale = self._staleness(view, now)
+        if stale is not None:
+            self._decide(view, "*", "*", "stand_down", "skipped", stale)
+            return []
+        marks = self._marks(view)
+        orders: list[Order] = []
+        for name in self.strategies:
+            capital = sup.pools[name].capital
+            killed = sup.observe_pool(now, name, self.book.pool_equity(name, capital, marks))
+            if killed is not None:
+                self._transition(killed)
+                orders += self._flatten(view, self.book.trades_of(name), killed.reason)
+        if sup.state is SupervisorState.HALTED:
+            return orders + self._flatten(view, list(self.book.open.values()), sup.reason)
+        orders += self._exits(view, account)
+        engine_problem = self._engine_problem(view)
+        if engine_problem is not None:
+            self._decide(view, "*", "*", "stand_down", "skipped", engine_problem)
+        elif sup.allows_new_risk:
+            orders += self._entries(view, account, now, exiting={o.symbol for o in orders})
+        return orders
+
+    def on_fill(self, fill: Fill, bar: int) -> None:
+        for trade in self.book.apply_fill(fill, bar):
+            self.sink.emit(trade)
+            strategy = self.strategies.get(trade.strategy)
+            if strategy is not None:
+                strategy.calibrate(trade.regime_at_entry, trade.pnl > 0)
+        self.sink.emit(fill)
+
+    def on_report(self, report: OrderReport) -> None:
+        """Forget the intent of an order that will never fill; free a dead exit for re-issue."""
+        if report.status.is_open or report.status is OrderStatus.FILLED:
+            return
+        intent = self.book.intents.get(report.client_order_id)
+        if intent is None:
+            return
+        trade = self.book.open.get((intent.strategy, intent.symbol))
+        if trade is not None and trade.exit_order == report.client_order_id:
+            trade.exit_order = None
+        if report.filled_quantity <= 0:
+            del self.book.intents[report.client_order_id]
+
+    def halt(self, now: datetime, reason: str) -> None:
+        t = self.supervisor.halt(now, reason)
+        if t is not None:
+            self._transition(t)
+
+    # ---- checks --------------------------------------------------------------------------------
+
+    def _staleness(self, view: MarketView, now: datetime) -> str | None:
+        limit = self.config.max_staleness
+        if limit is not None and now - view.timestamp > limit:
+            return f"stale data: last bar {view.timestamp:%Y-%m-%d %H:%M} is older than {limit}"
+        if not np.isfinite(view.close).any():
+            return "no valid price in the current bar"
+        return None
+
+    def _engine_problem(self, view: MarketView) -> str | None:
+        conf = view.regime_confidence
+        if not isinstance(view.regime, Regime):
+            return f"regime engine returned {view.regime!r}"
+        if not (math.isfinite(conf) and 0.0 <= conf <= 1.0):
+            return f"regime confidence {conf!r} is not a probability"
+        atr = view.features.atr_pct[view.i]
+        if np.isinf(atr).any() or (np.nan_to_num(atr, nan=0.0) < 0).any():
+            return "ATR engine returned a non-finite or negative value"
+        return None
+
+    @staticmethod
+    def _marks(view: MarketView) -> dict[str, float]:
+        close = view.close
+        return {s: float(close[j]) for j, s in enumerate(view.panel.symbols) if close[j] > 0}
+
+    # ---- exits ---------------------------------------------------------------------------------
+
+    def _exits(self, view: MarketView, account: AccountReport) -> list[Order]:
+        orders = []
+        drawdown = self.supervisor.drawdown(account.equity)
+        for trade in list(self.book.open.values()):
+            if trade.exit_order is not None:
+                continue
+            j = view.panel.column(trade.symbol)
+            price = float(view.close[j])
+            if not (math.isfinite(price) and price > 0):
+                continue  # no price, no decision: try again next bar
+            reason = trade.exit_reason or self._exit_reason(view, trade, price, j, drawdown)
+            if reason is not None:
+                orders.append(self._exit_order(view, trade, reason))
+        return orders
+
+    def _exit_reason(
+        self, view: MarketView, trade: OpenTrade, price: float, j: int, drawdown: float
+    ) -> str | None:
+        rules = self._position_rules.get(trade.strategy, ())
+        if rules:
+            effect = RuleSet.apply(rules, self._context(view, trade.strategy, j, trade.confidence, drawdown, in_position=True))
+            trade.rules.extend(effect.fired)
+            if effect.stop_atr_mult is not None and math.isfinite(trade.atr):
+                tighter = price - trade.side * effect.stop_atr_mult * trade.atr
+                if trade.stop is None or (tighter - trade.stop) * trade.side > 0:
+                    trade.stop = tighter
+            if effect.exit:
+                return "rule: exit_position"
+        if trade.stop is not None and (price - trade.stop) * trade.side <= 0:
+            return f"ATR stop at {trade.stop:.2f}"
+        if trade.take_profit is not None and (price - trade.take_profit) * trade.side >= 0:
+            return f"ATR take profit at {trade.take_profit:.2f}"
+        if trade.max_hold_bars is not None and view.i - trade.entry_bar >= trade.max_hold_bars:
+            return f"held {view.i - trade.entry_bar} bars (max {trade.max_hold_bars})"
+        if trade.exit_on_regime_change and view.regime.value != trade.regime_at_entry and (
+            view.regime in (Regime.TRENDING_DOWN, Regime.VOLATILE)
+        ):
+            return f"regime changed from {trade.regime_at_entry} to {view.regime.value}"
+        strategy = self.strategies.get(trade.strategy)
+        return None if strategy is None else strategy.exit_reason(view, trade.held())
+
+    def _exit_order(self, view: MarketView, trade: OpenTrade, reason: str, leg: str = "exit") -> Order:
+        trade.exit_reason = reason
+        coid = make_client_order_id(
+            strategy=trade.strategy,
+            ruleset_version=self.rules.id,
+            symbol=trade.symbol,
+            signal_time=view.timestamp,
+            leg=leg,
+        )
+        trade.exit_order = coid
+        self.book.intents[coid] = Intent(
+            strategy=trade.strategy, symbol=trade.symbol, kind="exit", side=-trade.side,
+            reason=reason, bar=view.i, ruleset_version=self.rules.id,
+        )
+        self._decide(view, trade.strategy, trade.symbol, "exit", "ordered", reason,
+                     confidence=trade.confidence)
+        return Order(
+            client_order_id=coid,
+            symbol=trade.symbol,
+            side=Side.SELL if trade.side > 0 else Side.BUY,
+            quantity=trade.quantity,
+            strategy=trade.strategy,
+            created_at=view.timestamp,
+            reduce_only=True,
+        )
+
+    def _flatten(self, view: MarketView, trades: list[OpenTrade], reason: str) -> list[Order]:
+        orders = []
+        for trade in trades:
+            if trade.exit_order is None and view.close[view.panel.column(trade.symbol)] > 0:
+                orders.append(self._exit_order(view, trade, f"flatten: {reason}", leg="flatten"))
+        return orders
+
+    # ---- entries -------------------------------------------------------------------------------
+
+    def _entries(
+        self, view: MarketView, account: AccountReport, now: datetime, exiting: set[str]
+    ) -> list[Order]:
+        orders: list[Order] = []
+        equity = account.equity
+        gross = account.gross_exposure / equity if equity > 0 else math.inf
+        drawdown = self.supervisor.drawdown(equity)
+        for name, strategy in self.strategies.items():
+            if not self.supervisor.strategy_active(name):
+                continue
+            held = self.book.held(name)
+            for signal in strategy.entries(view, held):
+                if signal.symbol in held and signal.symbol not in exiting:
+                    continue
+                order, fraction = self._entry(view, name, signal, equity, gross, drawdown, now)
+                if order is not None:
+                    orders.append(order)
+                    gross += fraction
+        return orders
+
+    def _entry(
+        self,
+        view: MarketView,
+        strategy: str,
+        signal: Signal,
+        equity: float,
+        gross: float,
+        drawdown: float,
+        now: datetime,
+    ) -> tuple[Order | None, float]:
+        j = view.panel.column(signal.symbol)
+        price = float(view.close[j])
+        atr = float(view.features.atr[view.i, j])
+        if not (math.isfinite(price) and price > 0):
+            return self._skip(view, strategy, signal, "no valid price"), 0.0
+        if signal.stop_atr is not None and not (math.isfinite(atr) and atr > 0):
+            return self._skip(view, strategy, signal, "ATR not available yet"), 0.0
+        effect = RuleSet.apply(
+            self._entry_rules[strategy], self._context(view, strategy, j, signal.confidence, drawdown)
+        )
+        if effect.block_days:
+            self.supervisor.block(signal.symbol, view.timestamp + timedelta(days=effect.block_days))
+        if effect.skip_reason is not None:
+            return self._skip(view, strategy, signal, effect.skip_reason, effect), 0.0
+        check = self.supervisor.check_entry(
+            now=now, strategy=strategy, symbol=signal.symbol, confidence=signal.confidence,
+            gross_exposure=gross,
+        )
+        if not check.approved:
+            return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked"), 0.0
+        fraction = self._size(view, signal, effect, check.max_fraction)
+        if fraction <= 0:
+            return self._skip(view, strategy, signal, "no edge at this confidence", effect), 0.0
+        coid = make_client_order_id(
+            strategy=strategy, ruleset_version=self.rules.id, symbol=signal.symbol,
+            signal_time=view.timestamp, leg="entry",
+        )
+        if signal.equity_fraction is not None:
+            order = Order(
+                client_order_id=coid, symbol=signal.symbol,
+                side=Side.BUY if signal.side > 0 else Side.SELL, equity_fraction=fraction,
+                strategy=strategy, created_at=view.timestamp,
+            )
+        else:
+            qty = math.floor(fraction * equity / price)
+            if qty < 1:
+                return self._skip(view, strategy, signal, "size rounds to zero shares", effect), 0.0
+            order = Order(
+                client_order_id=coid, symbol=signal.symbol,
+                side=Side.BUY if signal.side > 0 else Side.SELL, quantity=float(qty),
+                strategy=strategy, created_at=view.timestamp,
+            )
+        self.book.intents[coid] = self._intent(view, strategy, signal, effect, atr)
+        self.supervisor.count_order()
+        self._decide(view, strategy, signal.symbol, "enter", "ordered", signal.reason,
+                     confidence=signal.confidence, rules=tuple(effect.fired),
+                     inputs={"price": price, "atr": atr, "fraction": round(fraction, 6)})
+        return order, fraction
+
+    def _size(self, view: MarketView, signal: Signal, effect: RuleEffect, cap: float) -> float:
+        """Fraction of equity for a new position: fixed, or Kelly-tempered from confidence."""
+        if signal.equity_fraction is not None:
+            return min(signal.equity_fraction * effect.scale, cap)
+        stop = effect.stop_atr_mult if effect.stop_atr_mult is not None else signal.stop_atr
+        target = signal.take_profit_atr
+        if effect.take_profit_atr_mult is not None:
+            target = min(target or math.inf, effect.take_profit_atr_mult)
+        payoff = (target / stop) if (target and stop) else 1.5
+        p = signal.confidence
+        kelly = p - (1.0 - p) / payoff
+        fraction = self.config.kelly_fraction * kelly
+        if view.regime is Regime.UNCERTAIN:
+            fraction *= self.config.uncertain_scale
+        return max(0.0, min(cap, fraction * effect.scale))
+
+    def _intent(
+        self, view: MarketView, strategy: str, signal: Signal, effect: RuleEffect, atr: float
+    ) -> Intent:
+        stop = signal.stop_atr
+        if effect.stop_atr_mult is not None:
+            stop = min(stop, effect.stop_atr_mult) if stop is not None else effect.stop_atr_mult
+        tp = signal.take_profit_atr
+        if effect.take_profit_atr_mult is not None:
+            tp = min(tp, effect.take_profit_atr_mult) if tp is not None else effect.take_profit_atr_mult
+        return Intent(
+            strategy=strategy, symbol=signal.symbol, kind="entry", side=signal.side,
+            reason=signal.reason, bar=view.i, ruleset_version=self.rules.id, atr=atr,
+            stop_atr=stop, take_profit_atr=tp, max_hold_bars=signal.max_hold_bars,
+            exit_on_regime_change=signal.exit_on_regime_change, regime=view.regime.value,
+            confidence=signal.confidence, rules=tuple(effect.fired),
+        )
+
+    def _context(
+        self, view: MarketView, strategy: str, j: int, confidence: float, drawdown: float,
+        *, in_position: bool = False,
+    ) -> RuleContext:
+        f, i = view.features, view.i
+        vol_pct = float(f.volume_percentile[i, j])
+        atr_pct = float(f.atr_pct[i, j])
+        return RuleContext(
+            symbol=view.panel.symbols[j],
+            strategy=strategy,
+            regime=view.regime,
+            regime_confidence=view.regime_confidence,
+            confidence=confidence,
+            volume_percentile=vol_pct if math.isfinite(vol_pct) else None,
+            atr_pct=atr_pct if math.isfinite(atr_pct) else None,
+            drawdown=drawdown,
+            weekday=view.timestamp.weekday(),
+            consecutive_losses=self.book.losing_streak.get(strategy, 0),
+            in_position=in_position,
+        )
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def _skip(
+        self, view: MarketView, strategy: str, signal: Signal, reason: str,
+        effect: RuleEffect | None = None, outcome: str = "skipped",
+    ) -> None:
+        self._decide(view, strategy, signal.symbol, "enter", outcome, reason,
+                     confidence=signal.confidence,
+                     rules=tuple(effect.fired) if effect is not None else ())
+
+    def _decide(
+        self, view: MarketView, strategy: str, symbol: str, action: str, outcome: str, reason: str,
+        *, confidence: float | None = None, rules: tuple[str, ...] = (),
+        inputs: dict[str, object] | None = None,
+    ) -> None:
+        self.sink.emit(
+            Decision(
+                timestamp=view.timestamp, strategy=strategy, symbol=symbol, action=action,
+                outcome=outcome, reason=reason, confidence=confidence, regime=view.regime.value,
+                rules_fired=rules,
+                inputs={"bar": view.timestamp.isoformat(), "ruleset": self.rules.id,
+                        "regime_confidence": round(view.regime_confidence, 4), **(inputs or {})},
+            )
+        )
+
+    def _transition(self, t: Transition) -> None:
+        self.sink.emit(t)
