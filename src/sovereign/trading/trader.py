@@ -102,7 +102,7 @@ class Trader:
         engine_problem = self._engine_problem(view)
         if engine_problem is not None:
             self._decide(view, "*", "*", "stand_down", "skipped", engine_problem)
-        elif sup.allows_new_risk:
+        else:  # signals are still evaluated while REDUCING so each block is recorded
             orders += self._entries(view, account, now, exiting={o.symbol for o in orders})
         return orders
 
@@ -244,8 +244,6 @@ class Trader:
         gross = account.gross_exposure / equity if equity > 0 else math.inf
         drawdown = self.supervisor.drawdown(equity)
         for name, strategy in self.strategies.items():
-            if not self.supervisor.strategy_active(name):
-                continue
             held = self.book.held(name)
             for signal in strategy.entries(view, held):
                 if signal.symbol in held and signal.symbol not in exiting:
