@@ -8,6 +8,7 @@ open/high/low with the close and volume with NaN, and says so in ``features``.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -134,7 +135,7 @@ class BarPanel:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
         return frame[frame["close"].notna()].reset_index(drop=True)
 
-    def _replace(self, rows: slice, cols: list[int]) -> BarPanel:
+    def _replace(self, rows: builtins.slice, cols: list[int]) -> BarPanel:
         return BarPanel(
             timestamps=self.timestamps[rows],
             symbols=tuple(self.symbols[c] for c in cols),
