@@ -19,14 +19,14 @@ SYMBOLS = [f"S{k:02d}" for k in range(20)]
 
 
 def test_ten_percent_drawdown_flattens_halts_and_survives_a_restart() -> None:
-    # 20 symbols bought at 5% each on bar 1 (fills bar 2), then -2.5% a day: no single day
-    # loses 3%, but the drawdown crosses 10% on the fifth falling day.
-    path = [100.0, 100.0, 100.0] + [100.0 * 0.975**k for k in range(1, 9)]
+    # 20 symbols bought at 5% each on bar 1 (fills bar 2); on bar 4 everything gaps down 12%:
+    # the drawdown check comes before the day-loss check, so this halts outright.
+    path = [100.0, 100.0, 100.0, 100.0, 88.0, 88.0, 88.0, 88.0]
     p = panel({s: path for s in SYMBOLS})
     result, sink = run(p, [Scripted({1: SYMBOLS})])
     halts = [t for t in result.transitions if t.to_state == "HALTED"]
     assert len(halts) == 1 and "drawdown" in halts[0].reason
-    assert not [t for t in result.transitions if t.to_state == "REDUCING"]
+    assert [t.to_state for t in result.transitions] == ["HALTED"]
     halt_bar = list(p.timestamps).index(halts[0].timestamp)
     flatten = [d for d in sink.of(Decision) if d.reason.startswith("flatten")]
     assert {d.symbol for d in flatten} == set(SYMBOLS)
@@ -119,3 +119,18 @@ def test_one_strategy_pool_loss_kills_only_that_strategy() -> None:
     assert by[("fragile", "LATER")].outcome == "blocked" and "killed" in by[("fragile", "LATER")].reason
     assert [t.symbol for t in result.trades] == ["CRASH"]
     assert result.per_strategy["fragile"]["killed"] == 1.0 and result.per_strategy["steady"]["killed"] == 0.0
+
+
+def test_drawdown_near_the_hard_stop_cuts_losers_and_blocks_new_risk() -> None:
+    # -2.5% a day: no day loses 3%, but at 6% drawdown (0.6 x 10%) the Supervisor goes REDUCING,
+    # losing positions are closed, and the hard stop is never reached.
+    path = [100.0, 100.0, 100.0] + [100.0 * 0.975**k for k in range(1, 9)]
+    p = panel({**{s: path for s in SYMBOLS}, "LATE": [50.0] * len(path)})
+    result, sink = run(p, [Scripted({1: SYMBOLS, 6: ["LATE"]})])
+    assert [t.to_state for t in result.transitions] == ["REDUCING"]
+    assert "drawdown" in result.transitions[0].reason
+    cut = [d for d in sink.of(Decision) if d.reason.startswith("de-risk")]
+    assert {d.symbol for d in cut} == set(SYMBOLS)
+    assert result.metrics["max_drawdown"] < 0.10
+    late = [d for d in sink.of(Decision) if d.symbol == "LATE"]
+    assert [d.outcome for d in late] == ["blocked"]

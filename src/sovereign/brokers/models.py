@@ -45,15 +45,23 @@ class OrderStatus(StrEnum):
 
 
 def client_order_id(
-    *, strategy: str, ruleset_version: str, symbol: str, signal_time: datetime, leg: str
+    *,
+    strategy: str,
+    ruleset_version: str,
+    symbol: str,
+    signal_time: datetime,
+    leg: str,
+    namespace: str = "",
 ) -> str:
     """Deterministic, idempotent client order id.
 
-    The same (strategy, rule set version, symbol, signal time, leg) always gives the same id, so
-    a resubmission after a timeout is recognised by the broker instead of doubling the order.
-    Short enough (32 chars) for Alpaca's and IBKR's limits.
+    The same (namespace, strategy, rule set version, symbol, signal time, leg) always gives the
+    same id, so a resubmission after a timeout is recognised by the broker instead of doubling
+    the order. ``namespace`` keeps accounts apart: the live account's name (stable across
+    restarts, so a restarted process recognises its own orders), or a replay run's id (so two
+    replays of the same history do not collide). Short enough for Alpaca's and IBKR's limits.
     """
-    key = f"{strategy}|{ruleset_version}|{symbol}|{signal_time.isoformat()}|{leg}"
+    key = f"{namespace}|{strategy}|{ruleset_version}|{symbol}|{signal_time.isoformat()}|{leg}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return f"sv-{strategy[:4]}-{digest}"
 

@@ -193,7 +193,7 @@ def summarize(loop: BarLoop, *, warmup: int) -> BacktestResult:
     """Metrics over the bars after ``warmup``, trades, open positions and per-strategy P&L."""
     trader = loop.trader
     n = len(loop.equity)
-    index = loop.panel.timestamps[:n]
+    index = loop.panel.timestamps[loop.bars]
     equity = pd.Series(loop.equity, index=index, dtype=float)
     warm = min(warmup, max(n - 1, 0))
     trades = list(trader.book.closed)
@@ -202,7 +202,8 @@ def summarize(loop: BarLoop, *, warmup: int) -> BacktestResult:
         equity.iloc[warm:], scored, traded_notional=loop.traded_notional,
         gross_exposure=pd.Series(loop.gross[warm:], index=index[warm:]),
     )
-    marks = {s: float(loop.panel.close[n - 1, j]) for j, s in enumerate(loop.panel.symbols)} if n else {}
+    last = loop.bars[-1] if n else 0
+    marks = {s: float(loop.panel.close[last, j]) for j, s in enumerate(loop.panel.symbols)} if n else {}
     open_positions = [
         {
             "strategy": t.strategy, "symbol": t.symbol, "side": "long" if t.side > 0 else "short",

@@ -44,6 +44,7 @@ class BarLoop:
     trader: Trader
     account: Callable[[], AccountReport]
     equity: list[float] = field(default_factory=list)
+    bars: list[int] = field(default_factory=list)  # bar index of each equity point
     gross: list[float] = field(default_factory=list)
     traded_notional: float = 0.0
     orders_sent: int = 0
@@ -92,6 +93,7 @@ class BarLoop:
             elif report.status is not OrderStatus.FILLED:
                 self.trader.on_report(report)
         self.equity.append(account.equity)
+        self.bars.append(i)
         self.gross.append(account.gross_exposure)
         sup = self.trader.supervisor
         self.trader.sink.emit(

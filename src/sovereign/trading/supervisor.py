@@ -24,7 +24,7 @@ from sovereign.trading.events import Transition
 
 class SupervisorState(StrEnum):
     NORMAL = "NORMAL"
-    REDUCING = "REDUCING"
+    REDUCING = "REDUCING"  # no new positions: a day loss, or a drawdown near the hard stop
     HALTED = "HALTED"
 
 
@@ -61,6 +61,10 @@ class Supervisor:
     orders_today: int = 0
     pools: dict[str, _Pool] = field(default_factory=dict)
     blocked_until: dict[str, datetime] = field(default_factory=dict)
+    # Soft limit: at soft_drawdown x max_drawdown no new positions (REDUCING) until the drawdown
+    # is back under recover_drawdown x max_drawdown. Stricter than the constitution, never looser.
+    soft_drawdown: float = 0.6
+    recover_drawdown: float = 0.4
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -82,7 +86,7 @@ class Supervisor:
             self.day = today
             self.day_start_equity = equity
             self.orders_today = 0
-            if self.state is SupervisorState.REDUCING:
+            if self.state is SupervisorState.REDUCING and not self.reason.startswith("drawdown"):
                 out.append(self._move(now, SupervisorState.NORMAL, "new trading day"))
         self.peak_equity = max(self.peak_equity, equity)
         if self.state is SupervisorState.HALTED:
@@ -97,6 +101,25 @@ class Supervisor:
                     "limit: flatten everything; a person must resume",
                 )
             )
+        elif self.state is SupervisorState.NORMAL and drawdown >= self.soft_drawdown * (
+            self.constitution.max_drawdown
+        ):
+            out.append(
+                self._move(
+                    now,
+                    SupervisorState.REDUCING,
+                    f"drawdown {drawdown:.2%} is within reach of the "
+                    f"{self.constitution.max_drawdown:.0%} hard stop: no new positions until it "
+                    f"recovers below {self.recover_drawdown * self.constitution.max_drawdown:.1%}",
+                )
+            )
+        elif (
+            self.state is SupervisorState.REDUCING
+            and self.reason.startswith("drawdown")
+            and drawdown < self.recover_drawdown * self.constitution.max_drawdown
+            and self.day_loss(equity) < self.constitution.max_daily_loss
+        ):
+            out.append(self._move(now, SupervisorState.NORMAL, f"drawdown recovered to {drawdown:.2%}"))
         elif self.state is SupervisorState.NORMAL and self.day_loss(equity) >= (
             self.constitution.max_daily_loss
         ):
@@ -137,6 +160,11 @@ class Supervisor:
         return max(0.0, 1.0 - equity / self.day_start_equity)
 
     # ---- decisions -------------------------------------------------------------------------
+
+    @property
+    def cutting_losses(self) -> bool:
+        """True while a drawdown near the hard stop asks the Trader to close losing positions."""
+        return self.state is SupervisorState.REDUCING and self.reason.startswith("drawdown")
 
     @property
     def allows_new_risk(self) -> bool:

@@ -37,6 +37,7 @@ class TraderConfig:
     kelly_fraction: float = 0.25
     max_staleness: timedelta | None = None
     uncertain_scale: float = 0.5  # size multiplier when the regime is Uncertain
+    order_namespace: str = ""  # see brokers.models.client_order_id
 
 
 class Trader:
@@ -188,6 +189,8 @@ class Trader:
                     trade.stop = tighter
             if effect.exit:
                 return "rule: exit_position"
+        if self.supervisor.cutting_losses and trade.unrealized(price) < 0:
+            return "de-risk: losing position while the drawdown is near the hard stop"
         if trade.stop is not None and (price - trade.stop) * trade.side <= 0:
             return f"ATR stop at {trade.stop:.2f}"
         if trade.take_profit is not None and (price - trade.take_profit) * trade.side >= 0:
@@ -209,6 +212,7 @@ class Trader:
             symbol=trade.symbol,
             signal_time=view.timestamp,
             leg=leg,
+            namespace=self.config.order_namespace,
         )
         trade.exit_order = coid
         self.book.intents[coid] = Intent(
@@ -289,7 +293,7 @@ class Trader:
             return self._skip(view, strategy, signal, "no edge at this confidence", effect), 0.0
         coid = make_client_order_id(
             strategy=strategy, ruleset_version=self.rules.id, symbol=signal.symbol,
-            signal_time=view.timestamp, leg="entry",
+            signal_time=view.timestamp, leg="entry", namespace=self.config.order_namespace,
         )
         if signal.equity_fraction is not None:
             order = Order(

@@ -1,0 +1,1 @@
+"""Wiring: the control service, the paper campaign, the scheduler and persistence."""
