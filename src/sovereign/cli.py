@@ -167,25 +167,27 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the autonomous paper campaign: replay, trade, record, summarise."""
+    from sovereign.app.backtesting import load_panel
     from sovereign.app.campaign import CampaignOptions, run_campaign
+    from sovereign.settings import Settings
 
-    ctx = _app()
-    rs = ctx.settings.run
+    rs = Settings().run
     options = CampaignOptions(
         universe=universe or rs.universe, data=data,
         start=_date(start or rs.start, "--start"), days=days if days is not None else rs.days,
         seed=seed if seed is not None else rs.seed, cash=cash or rs.cash,
         speed=speed if speed is not None else rs.speed,
     )
+    # Data is validated before anything is opened or written: bad data refuses to start cleanly.
+    panel = load_panel(options.data, options.universe, (), None, None)
+    ctx = _app()
     if as_json:
-        report = run_campaign(ctx, options)
-        _print_json(report.to_json())
+        _print_json(run_campaign(ctx, options, panel=panel).to_json())
         return
-    report = _run_with_progress(ctx, options)
-    _print_campaign(report)
+    _print_campaign(_run_with_progress(ctx, options, panel))
 
 
-def _run_with_progress(ctx: Any, options: Any) -> Any:
+def _run_with_progress(ctx: Any, options: Any, panel: Any) -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sovereign.app.campaign import run_campaign
@@ -206,7 +208,7 @@ def _run_with_progress(ctx: Any, options: Any) -> Any:
             bar.update(task, total=p.bars, completed=p.bar, date=f"{p.timestamp:%Y-%m-%d}",
                        equity=f"{p.equity:,.0f}", dd=f"{p.drawdown:.1%}", state=p.state)
 
-        return run_campaign(ctx, options, on_progress=update)
+        return run_campaign(ctx, options, panel=panel, on_progress=update)
 
 
 def _print_campaign(report: Any) -> None:

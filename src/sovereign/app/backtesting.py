@@ -88,6 +88,9 @@ def run_request(req: BacktestRequest) -> BacktestResult:
     panel = load_panel(req.data, req.universe, req.symbols, req.start, req.end)
     if req.no_limits:
         constitution = RESEARCH_CONSTITUTION
+        strategies = [
+            type(s)(s.config.model_copy(update={"pool_max_loss": 1.0})) for s in strategies
+        ]
     else:
         constitution, _ = load_constitution(req.constitution_path)
     try:

@@ -23,6 +23,7 @@ from sovereign.app.persist import MemorySink
 from sovereign.brokers.paper_broker import PaperBroker
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.errors import ConfigError, HaltTrading
+from sovereign.market.bars import BarPanel
 from sovereign.market.clock import SimulatedClock, TimeWarp
 from sovereign.rules.rule import RuleSet
 from sovereign.trading.backtest import BacktestResult, RegimeConfig, summarize
@@ -102,16 +103,19 @@ def run_campaign(
     app: App,
     options: CampaignOptions,
     *,
+    panel: BarPanel | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
 ) -> CampaignReport:
+    """Replay ``panel`` (default: the options' data) as a paper campaign; see the module doc."""
     started = now or datetime.now(UTC)
     constitution, constitution_sha = app.constitution(now=started)
     persisted = app.load_supervisor(constitution)
     _refuse_if_halted(app, persisted.state.value, persisted.reason)
 
     strategies = build(options.strategies)
-    panel = load_panel(options.data, options.universe, (), None, None)
+    if panel is None:
+        panel = load_panel(options.data, options.universe, (), None, None)
     regime_cfg = RegimeConfig()
     prepared = prepare_cached(
         panel, regime_cfg, seed=options.seed, cache_dir=app.settings.data_dir / "cache"
@@ -183,7 +187,7 @@ def run_campaign(
         "per_strategy": result.to_json()["per_strategy"], "stopped": stopped,
         "trades": len(result.trades),
     }
-    finished = started if now is not None else datetime.now(UTC)
+    finished = now or datetime.now(UTC)
     app.memory.record_run_finish(run_id, finished_at=finished, summary=summary)
     app.audit.append("run.finished", {"run_id": run_id, "final_equity": round(result.final_equity, 2),
                                       "trades": len(result.trades), "stopped": stopped}, finished)

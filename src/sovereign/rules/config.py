@@ -35,9 +35,9 @@ class ParamSpec:
         if value != value:  # NaN
             return f"{name} must be a number, got NaN"
         if self.integer and float(value) != int(value):
-            return f"{name} must be a whole number, got {value}"
+            return f"{name} must be a whole number, got {value:g}"
         if not self.low <= value <= self.high:
-            return f"{name}={value} is outside its bounds [{self.low}, {self.high}]"
+            return f"{name}={value:g} is outside its bounds [{self.low:g}, {self.high:g}]"
         return None
 
 

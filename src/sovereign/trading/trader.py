@@ -320,7 +320,7 @@ class Trader:
     def _size(self, view: MarketView, signal: Signal, effect: RuleEffect, cap: float) -> float:
         """Fraction of equity for a new position: fixed, or Kelly-tempered from confidence."""
         if signal.equity_fraction is not None:
-            return min(signal.equity_fraction * effect.scale, cap)
+            return min(signal.equity_fraction, cap) * effect.scale
         stop = effect.stop_atr_mult if effect.stop_atr_mult is not None else signal.stop_atr
         target = signal.take_profit_atr
         if effect.take_profit_atr_mult is not None:
@@ -331,7 +331,7 @@ class Trader:
         fraction = self.config.kelly_fraction * kelly
         if view.regime is Regime.UNCERTAIN:
             fraction *= self.config.uncertain_scale
-        return max(0.0, min(cap, fraction * effect.scale))
+        return max(0.0, min(cap, fraction)) * effect.scale  # rules scale the capped size
 
     def _intent(
         self, view: MarketView, strategy: str, signal: Signal, effect: RuleEffect, atr: float
