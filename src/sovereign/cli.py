@@ -31,7 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(constitution_app, name="constitution")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # no wrapping: paths in errors stay whole
 
 P = ParamSpec("P")
 R = TypeVar("R")

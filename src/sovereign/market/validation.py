@@ -250,7 +250,7 @@ def _check_prices(values: dict[str, np.ndarray], source: str) -> None:
     if hit is not None:
         row, col = hit
         raise DataError(
-            f"{col} {values[col][row]!r} is not positive; prices must be > 0",
+            f"{col} {float(values[col][row]):g} is not positive; prices must be > 0",
             source=source,
             row=row + 1,
             column=col,
@@ -259,7 +259,7 @@ def _check_prices(values: dict[str, np.ndarray], source: str) -> None:
         row = _first(values["volume"] < 0)
         if row is not None:
             raise DataError(
-                f"volume {values['volume'][row]!r} is negative; volume must be >= 0",
+                f"volume {float(values['volume'][row]):g} is negative; volume must be >= 0",
                 source=source,
                 row=row + 1,
                 column="volume",
@@ -270,7 +270,7 @@ def _check_prices(values: dict[str, np.ndarray], source: str) -> None:
     row = _first(high < low)
     if row is not None:
         raise DataError(
-            f"high {high[row]!r} is below low {low[row]!r}; swap or correct the bar",
+            f"high {float(high[row]):g} is below low {float(low[row]):g}; swap or correct the bar",
             source=source,
             row=row + 1,
             column="high",
@@ -279,8 +279,8 @@ def _check_prices(values: dict[str, np.ndarray], source: str) -> None:
     if outside is not None:
         row, col = outside
         raise DataError(
-            f"{col} {values[col][row]!r} is outside the bar's range "
-            f"[low {low[row]!r}, high {high[row]!r}]",
+            f"{col} {float(values[col][row]):g} is outside the bar's range "
+            f"[low {float(low[row]):g}, high {float(high[row]):g}]",
             source=source,
             row=row + 1,
             column=col,
