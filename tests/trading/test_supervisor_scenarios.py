@@ -121,9 +121,9 @@ def test_one_strategy_pool_loss_kills_only_that_strategy() -> None:
     assert result.per_strategy["fragile"]["killed"] == 1.0 and result.per_strategy["steady"]["killed"] == 0.0
 
 
-def test_drawdown_near_the_hard_stop_cuts_losers_and_blocks_new_risk() -> None:
+def test_drawdown_near_the_hard_stop_cuts_losers_and_halves_new_risk() -> None:
     # -2.5% a day: no day loses 3%, but at 6% drawdown (0.6 x 10%) the Supervisor goes REDUCING,
-    # losing positions are closed, and the hard stop is never reached.
+    # losing positions are closed, new ones are capped at half size, the hard stop is never hit.
     path = [100.0, 100.0, 100.0] + [100.0 * 0.975**k for k in range(1, 9)]
     p = panel({**{s: path for s in SYMBOLS}, "LATE": [50.0] * len(path)})
     result, sink = run(p, [Scripted({1: SYMBOLS, 6: ["LATE"]})])
@@ -133,4 +133,5 @@ def test_drawdown_near_the_hard_stop_cuts_losers_and_blocks_new_risk() -> None:
     assert {d.symbol for d in cut} == set(SYMBOLS)
     assert result.metrics["max_drawdown"] < 0.10
     late = [d for d in sink.of(Decision) if d.symbol == "LATE"]
-    assert [d.outcome for d in late] == ["blocked"]
+    assert [d.outcome for d in late] == ["ordered"]
+    assert late[0].inputs["fraction"] == 0.025  # half the 5% cap

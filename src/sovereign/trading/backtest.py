@@ -181,8 +181,9 @@ def run_backtest(
         panel=panel, features=prep.features, regimes=prep.regimes, exchange=exchange,
         trader=trader, account=broker.account,
     )
+    stamps = list(panel.timestamps.to_pydatetime())
     for i in range(panel.n_bars):
-        clock_now[0] = panel.timestamps[i].to_pydatetime()
+        clock_now[0] = stamps[i]
         loop.step(i)
         if on_bar is not None:
             on_bar(i, loop)

@@ -49,11 +49,14 @@ class BarLoop:
     traded_notional: float = 0.0
     orders_sent: int = 0
     _open: set[str] = field(default_factory=set)
+    _stamps: list[datetime] = field(default_factory=list)
 
     def step(self, i: int, now: datetime | None = None) -> AccountReport:
         """Run bar ``i``; ``now`` is the decision time (defaults to the bar's timestamp)."""
         p, f = self.panel, self.features
-        ts = p.timestamps[i].to_pydatetime()
+        if not self._stamps:
+            self._stamps = list(p.timestamps.to_pydatetime())
+        ts = self._stamps[i]
         fills = self.exchange.process_bar(
             i, ts, p.open[i], p.high[i], p.low[i], p.close[i], p.volume[i], f.volatility[i]
         )

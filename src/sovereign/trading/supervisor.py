@@ -65,6 +65,7 @@ class Supervisor:
     # is back under recover_drawdown x max_drawdown. Stricter than the constitution, never looser.
     soft_drawdown: float = 0.6
     recover_drawdown: float = 0.4
+    reducing_scale: float = 0.5  # new positions are at most this share of the usual cap
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -109,8 +110,8 @@ class Supervisor:
                     now,
                     SupervisorState.REDUCING,
                     f"drawdown {drawdown:.2%} is within reach of the "
-                    f"{self.constitution.max_drawdown:.0%} hard stop: no new positions until it "
-                    f"recovers below {self.recover_drawdown * self.constitution.max_drawdown:.1%}",
+                    f"{self.constitution.max_drawdown:.0%} hard stop: losers cut, new positions "
+                    f"at {self.reducing_scale:.0%} size until it recovers below {self.recover_drawdown * self.constitution.max_drawdown:.1%}",
                 )
             )
         elif (
@@ -186,7 +187,10 @@ class Supervisor:
         """May ``strategy`` open a position in ``symbol`` now? ``gross_exposure`` is the
         account's current sum of |position value| / equity."""
         c = self.constitution
-        if self.state is not SupervisorState.NORMAL:
+        scale = 1.0
+        if self.cutting_losses:
+            scale = self.reducing_scale  # near the hard stop: smaller new positions, so it can heal
+        elif self.state is not SupervisorState.NORMAL:
             return EntryCheck(approved=False, reason=f"supervisor {self.state.value}: {self.reason}")
         if not self.strategy_active(strategy):
             return EntryCheck(approved=False, reason=f"strategy {strategy} is killed")
@@ -208,7 +212,9 @@ class Supervisor:
                 approved=False, reason=f"gross exposure at the {c.max_gross_exposure:.0%} cap"
             )
         return EntryCheck(
-            approved=True, reason="within limits", max_fraction=min(c.max_position_size, room)
+            approved=True,
+            reason="within limits" if scale == 1.0 else f"reduced size ({self.reason})",
+            max_fraction=min(c.max_position_size * scale, room),
         )
 
     def count_order(self) -> None:

@@ -150,7 +150,7 @@ class Trader:
         if not (math.isfinite(conf) and 0.0 <= conf <= 1.0):
             return f"regime confidence {conf!r} is not a probability"
         atr = view.features.atr_pct[view.i]
-        if np.isinf(atr).any() or (np.nan_to_num(atr, nan=0.0) < 0).any():
+        if np.isinf(atr).any() or (atr < 0).any():
             return "ATR engine returned a non-finite or negative value"
         return None
 

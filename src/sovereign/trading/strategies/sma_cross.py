@@ -27,23 +27,39 @@ class SmaCross(BaseStrategy):
         "confidence": ParamSpec(default=1.0, low=0.0, high=1.0, description="fixed confidence"),
     }
 
+    _cache_key: np.ndarray | None = None
+    _cache: tuple[np.ndarray, np.ndarray]
+
     @property
     def warmup_bars(self) -> int:
         return int(self.p["slow"])
 
     def _cross(self, view: MarketView) -> np.ndarray:
         """+1 where fast crossed above slow at bar i, -1 below, 0 otherwise; (n_symbols,)."""
-        i, fast, slow = view.i, int(self.p["fast"]), int(self.p["slow"])
+        i, slow = view.i, int(self.p["slow"])
         if i < slow:
             return np.zeros(view.panel.n_symbols, dtype=np.int8)
-        close = view.panel.close
-        f_now = close[i - fast + 1 : i + 1].mean(axis=0)
-        s_now = close[i - slow + 1 : i + 1].mean(axis=0)
-        f_prev = close[i - fast : i].mean(axis=0)
-        s_prev = close[i - slow : i].mean(axis=0)
+        f, s = self._averages(view)
+        f_prev, s_prev, f_now, s_now = f[i - 1], s[i - 1], f[i], s[i]
         up = (f_prev < s_prev) & (f_now > s_now)
         down = (f_prev > s_prev) & (f_now < s_now)
         return up.astype(np.int8) - down.astype(np.int8)
+
+    def _averages(self, view: MarketView) -> tuple[np.ndarray, np.ndarray]:
+        """Fast and slow SMAs for every bar of the panel, shape (n_bars, n_symbols), NaN before
+        a full window. Row t averages closes t-n+1..t only (causal); computed once per panel."""
+        close = view.panel.close
+        if self._cache_key is not close:
+            self._cache = (self._sma(close, int(self.p["fast"])), self._sma(close, int(self.p["slow"])))
+            self._cache_key = close
+        return self._cache
+
+    @staticmethod
+    def _sma(close: np.ndarray, n: int) -> np.ndarray:
+        out = np.full(close.shape, np.nan)
+        if close.shape[0] >= n:
+            out[n - 1 :] = np.lib.stride_tricks.sliding_window_view(close, n, axis=0).mean(axis=-1)
+        return out
 
     def entries(self, view: MarketView, held: dict[str, HeldPosition]) -> list[Signal]:
         cross = self._cross(view)
