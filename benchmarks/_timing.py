@@ -19,13 +19,16 @@ def measure(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -> li
     return times
 
 
-def report(name: str, times: list[float], *, unit: str = "s", goal: float | None = None,
-           scale: float = 1.0) -> float:
+def report(
+    name: str, times: list[float], *, unit: str = "s", goal: float | None = None, scale: float = 1.0
+) -> float:
     """Print ``name: median (min..max) [goal]`` and return the median in ``unit``."""
     vals = [t * scale for t in times]
     med = statistics.median(vals)
     verdict = ""
     if goal is not None:
         verdict = f"  goal <= {goal:g} {unit}: {'met' if med <= goal else 'NOT met'}"
-    print(f"{name:<58} median {med:9.3f} {unit}  (min {min(vals):.3f}, max {max(vals):.3f}, n={len(vals)}){verdict}")
+    print(
+        f"{name:<58} median {med:9.3f} {unit}  (min {min(vals):.3f}, max {max(vals):.3f}, n={len(vals)}){verdict}"
+    )
     return med

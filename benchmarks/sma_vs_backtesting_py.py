@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from benchmarks._timing import measure, report
 from sovereign.app.backtesting import RESEARCH_CONSTITUTION
 from sovereign.brokers.paper_exchange import PaperConfig
 from sovereign.engines.indicators import compute_features
@@ -17,8 +18,6 @@ from sovereign.rules.context import Regime
 from sovereign.trading.backtest import BacktestConfig, Prepared, run_backtest
 from sovereign.trading.loop import RegimeSeries
 from sovereign.trading.strategies import SmaCross
-
-from benchmarks._timing import measure, report
 
 
 def main() -> None:
@@ -43,20 +42,38 @@ def main() -> None:
             elif crossover(self.s, self.f):
                 self.position.close()
 
-    frame = pd.DataFrame({"Open": panel.open[:, 0], "High": panel.high[:, 0], "Low": panel.low[:, 0],
-                          "Close": panel.close[:, 0], "Volume": panel.volume[:, 0]},
-                         index=panel.timestamps.tz_localize(None))
+    frame = pd.DataFrame(
+        {
+            "Open": panel.open[:, 0],
+            "High": panel.high[:, 0],
+            "Low": panel.low[:, 0],
+            "Close": panel.close[:, 0],
+            "Volume": panel.volume[:, 0],
+        },
+        index=panel.timestamps.tz_localize(None),
+    )
     config = BacktestConfig(cash=1e6, paper=PaperConfig(costs="simple", commission_rate=0.001))
-    strategy_config = StrategyConfig(strategy="sma_cross", params={"fast": 10, "slow": 30, "size": 0.5},
-                                     pool_fraction=1.0, pool_max_loss=1.0)
+    strategy_config = StrategyConfig(
+        strategy="sma_cross",
+        params={"fast": 10, "slow": 30, "size": 0.5},
+        pool_fraction=1.0,
+        pool_max_loss=1.0,
+    )
 
     def ours() -> None:  # includes feature computation, as backtesting.py includes its indicators
         prepared = Prepared(
             features=compute_features(panel),
-            regimes=RegimeSeries(regime=np.array([Regime.UNCERTAIN] * n, dtype=object), confidence=np.ones(n)),
+            regimes=RegimeSeries(
+                regime=np.array([Regime.UNCERTAIN] * n, dtype=object), confidence=np.ones(n)
+            ),
         )
-        run_backtest(panel, [SmaCross(strategy_config)], constitution=RESEARCH_CONSTITUTION,
-                     config=config, prepared=prepared)
+        run_backtest(
+            panel,
+            [SmaCross(strategy_config)],
+            constitution=RESEARCH_CONSTITUTION,
+            config=config,
+            prepared=prepared,
+        )
 
     def theirs() -> None:
         with warnings.catch_warnings():

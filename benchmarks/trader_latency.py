@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 
-from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
+from benchmarks._timing import report
+from benchmarks.backtest_sample import TEN_RULES
 from sovereign.brokers.paper_broker import PaperBroker
+from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.constitution import Constitution
 from sovereign.market.synthetic import generate
 from sovereign.trading.backtest import RegimeConfig, prepare
@@ -16,9 +18,6 @@ from sovereign.trading.catalog import build
 from sovereign.trading.loop import BarLoop
 from sovereign.trading.supervisor import Supervisor
 from sovereign.trading.trader import Trader
-
-from benchmarks._timing import report
-from benchmarks.backtest_sample import TEN_RULES
 
 
 def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[float]:
@@ -29,10 +28,20 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
     now = [panel.timestamps[0].to_pydatetime()]
     broker = PaperBroker(exchange, clock=lambda: now[0])
     strategies = build(["regime_entry", "momentum"], {"momentum": {"lookback": 126}})
-    trader = Trader(strategies=strategies, supervisor=Supervisor(constitution=Constitution()),
-                    rules=TEN_RULES, initial_equity=10_000_000.0)
-    loop = BarLoop(panel=panel, features=prepared.features, regimes=prepared.regimes,
-                   exchange=exchange, trader=trader, account=broker.account)
+    trader = Trader(
+        strategies=strategies,
+        supervisor=Supervisor(constitution=Constitution()),
+        rules=TEN_RULES,
+        initial_equity=10_000_000.0,
+    )
+    loop = BarLoop(
+        panel=panel,
+        features=prepared.features,
+        regimes=prepared.regimes,
+        exchange=exchange,
+        trader=trader,
+        account=broker.account,
+    )
     inner = trader.step
     times: list[float] = []
 
@@ -46,14 +55,19 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
     for i in range(panel.n_bars):
         now[0] = panel.timestamps[i].to_pydatetime()
         loop.step(i)
-    return times[trader.warmup_bars:]
+    return times[trader.warmup_bars :]
 
 
 def main() -> None:
     for n, goal in ((20, 5.0), (500, 50.0)):
         runs = [float(np.mean(per_bar_latency(n, seed=s))) for s in range(5)]
-        report(f"Trader decision latency per bar, {n} symbols (mean per run)", runs, unit="ms",
-               scale=1000.0, goal=goal)
+        report(
+            f"Trader decision latency per bar, {n} symbols (mean per run)",
+            runs,
+            unit="ms",
+            scale=1000.0,
+            goal=goal,
+        )
 
 
 if __name__ == "__main__":

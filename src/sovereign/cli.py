@@ -83,20 +83,49 @@ def _date(value: str | None, name: str) -> datetime | None:
 def backtest(
     strategy: Annotated[
         list[str] | None,
-        typer.Option("--strategy", "-s", help="Strategy name (repeatable). Default: regime_entry and momentum."),
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Strategy name (repeatable). Default: regime_entry and momentum.",
+        ),
     ] = None,
-    data: Annotated[Path | None, typer.Option(help="CSV/Parquet file in the documented OHLCV schema.")] = None,
-    universe: Annotated[str, typer.Option(help="Bundled sample when --data is not given.")] = "sp500",
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="Restrict to these symbols (repeatable).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE or STRATEGY.NAME=VALUE (repeatable).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet file in the documented OHLCV schema.")
+    ] = None,
+    universe: Annotated[
+        str, typer.Option(help="Bundled sample when --data is not given.")
+    ] = "sp500",
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Restrict to these symbols (repeatable).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="NAME=VALUE or STRATEGY.NAME=VALUE (repeatable)."),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First bar, ISO date.")] = None,
     end: Annotated[str | None, typer.Option(help="Last bar, ISO date.")] = None,
-    commission: Annotated[float, typer.Option(help="Commission as a fraction of notional.")] = 0.0005,
+    commission: Annotated[
+        float, typer.Option(help="Commission as a fraction of notional.")
+    ] = 0.0005,
     cash: Annotated[float, typer.Option(help="Starting cash.")] = 1_000_000.0,
-    costs: Annotated[str, typer.Option(help="realistic (spread, slippage, partial fills) or simple (commission only).")] = "realistic",
-    rules: Annotated[Path | None, typer.Option(help="JSON file with a list of rules to apply.")] = None,
-    no_limits: Annotated[bool, typer.Option("--no-limits", help="Research only: run without the constitution's trade-time limits.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for the paper exchange and the regime engine.")] = 42,
+    costs: Annotated[
+        str,
+        typer.Option(
+            help="realistic (spread, slippage, partial fills) or simple (commission only)."
+        ),
+    ] = "realistic",
+    rules: Annotated[
+        Path | None, typer.Option(help="JSON file with a list of rules to apply.")
+    ] = None,
+    no_limits: Annotated[
+        bool,
+        typer.Option(
+            "--no-limits", help="Research only: run without the constitution's trade-time limits."
+        ),
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed for the paper exchange and the regime engine.")
+    ] = 42,
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest strategies on bundled or your own data with the same Trader and Supervisor."""
@@ -105,9 +134,18 @@ def backtest(
     if costs not in ("realistic", "simple"):
         raise ConfigError(f"--costs {costs!r}: choose 'realistic' or 'simple'")
     request = BacktestRequest(
-        strategies=tuple(strategy or ()), data=data, universe=universe, symbols=tuple(symbol or ()),
-        params=tuple(param or ()), start=_date(start, "--start"), end=_date(end, "--end"),
-        commission=commission, cash=cash, costs=costs, rules_file=rules, no_limits=no_limits,
+        strategies=tuple(strategy or ()),
+        data=data,
+        universe=universe,
+        symbols=tuple(symbol or ()),
+        params=tuple(param or ()),
+        start=_date(start, "--start"),
+        end=_date(end, "--end"),
+        commission=commission,
+        cash=cash,
+        costs=costs,
+        rules_file=rules,
+        no_limits=no_limits,
         seed=seed,
     )
     if not as_json:
@@ -122,13 +160,23 @@ def backtest(
 def _print_backtest(result: Any) -> None:
     m = result.metrics
     table = Table(title="Backtest", show_header=False)
-    table.add_row("period", f"{result.equity.index[0]:%Y-%m-%d} → {result.equity.index[-1]:%Y-%m-%d}")
+    table.add_row(
+        "period", f"{result.equity.index[0]:%Y-%m-%d} → {result.equity.index[-1]:%Y-%m-%d}"
+    )
     table.add_row("warm-up bars (excluded)", str(result.warmup_bars))
     table.add_row("final equity", f"{result.final_equity:,.2f}")
-    for key, fmt in (("total_return", "{:+.2%}"), ("cagr", "{:+.2%}"), ("sharpe", "{:.2f}"),
-                     ("sortino", "{:.2f}"), ("calmar", "{:.2f}"), ("max_drawdown", "{:.2%}"),
-                     ("turnover", "{:.2f}x/yr"), ("exposure", "{:.1%}"), ("trades", "{:.0f}"),
-                     ("win_rate", "{:.1%}")):
+    for key, fmt in (
+        ("total_return", "{:+.2%}"),
+        ("cagr", "{:+.2%}"),
+        ("sharpe", "{:.2f}"),
+        ("sortino", "{:.2f}"),
+        ("calmar", "{:.2f}"),
+        ("max_drawdown", "{:.2%}"),
+        ("turnover", "{:.2f}x/yr"),
+        ("exposure", "{:.1%}"),
+        ("trades", "{:.0f}"),
+        ("win_rate", "{:.1%}"),
+    ):
         if key in m:
             table.add_row(key.replace("_", " "), fmt.format(m[key]))
     out.print(table)
@@ -136,8 +184,14 @@ def _print_backtest(result: Any) -> None:
     for col in ("strategy", "trades", "realized P&L", "pool return", "win rate", "state"):
         per.add_column(col)
     for name, s in result.per_strategy.items():
-        per.add_row(name, f"{s['trades']:.0f}", f"{s['realized_pnl']:,.0f}", f"{s['pool_return']:+.2%}",
-                    f"{s['win_rate']:.1%}", "KILLED" if s["killed"] else "active")
+        per.add_row(
+            name,
+            f"{s['trades']:.0f}",
+            f"{s['realized_pnl']:,.0f}",
+            f"{s['pool_return']:+.2%}",
+            f"{s['win_rate']:.1%}",
+            "KILLED" if s["killed"] else "active",
+        )
     out.print(per)
 
 
@@ -157,12 +211,27 @@ def _app() -> Any:
 @app.command()
 @_friendly
 def run(
-    start: Annotated[str | None, typer.Option(help="First simulated day, ISO date (default: 7 years before the data ends).")] = None,
-    days: Annotated[int | None, typer.Option(help="Simulated calendar days to replay (default: to the end of the data).")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First simulated day, ISO date (default: 7 years before the data ends)."),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(help="Simulated calendar days to replay (default: to the end of the data)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: settings run.seed, 42).")] = None,
-    universe: Annotated[str | None, typer.Option(help="Bundled sample universe (default: sp500).")] = None,
-    data: Annotated[Path | None, typer.Option(help="Replay your own CSV/Parquet OHLCV file instead.")] = None,
-    speed: Annotated[float | None, typer.Option(help="Wall-clock pacing: simulated seconds per real second (0 = as fast as possible).")] = None,
+    universe: Annotated[
+        str | None, typer.Option(help="Bundled sample universe (default: sp500).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Replay your own CSV/Parquet OHLCV file instead.")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall-clock pacing: simulated seconds per real second (0 = as fast as possible)."
+        ),
+    ] = None,
     cash: Annotated[float | None, typer.Option(help="Starting paper cash.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -173,9 +242,12 @@ def run(
 
     rs = Settings().run
     options = CampaignOptions(
-        universe=universe or rs.universe, data=data,
-        start=_date(start or rs.start, "--start"), days=days if days is not None else rs.days,
-        seed=seed if seed is not None else rs.seed, cash=cash or rs.cash,
+        universe=universe or rs.universe,
+        data=data,
+        start=_date(start or rs.start, "--start"),
+        days=days if days is not None else rs.days,
+        seed=seed if seed is not None else rs.seed,
+        cash=cash or rs.cash,
         speed=speed if speed is not None else rs.speed,
     )
     # Data is validated before anything is opened or written: bad data refuses to start cleanly.
@@ -205,8 +277,15 @@ def _run_with_progress(ctx: Any, options: Any, panel: Any) -> Any:
         task = bar.add_task("replay", total=None, date="preparing…", equity="-", dd="-", state="-")
 
         def update(p: Any) -> None:
-            bar.update(task, total=p.bars, completed=p.bar, date=f"{p.timestamp:%Y-%m-%d}",
-                       equity=f"{p.equity:,.0f}", dd=f"{p.drawdown:.1%}", state=p.state)
+            bar.update(
+                task,
+                total=p.bars,
+                completed=p.bar,
+                date=f"{p.timestamp:%Y-%m-%d}",
+                equity=f"{p.equity:,.0f}",
+                dd=f"{p.drawdown:.1%}",
+                state=p.state,
+            )
 
         return run_campaign(ctx, options, panel=panel, on_progress=update)
 
@@ -215,11 +294,15 @@ def _print_campaign(report: Any) -> None:
     _print_backtest(report.result)
     if report.stopped:
         out.print(f"[bold red]stopped:[/] {report.stopped}")
-    out.print(f"run [bold]{report.run_id}[/] · {report.start:%Y-%m-%d} → {report.end:%Y-%m-%d} · "
-              f"orders {report.counts.get('orders', 0)}, fills {report.counts.get('fills', 0)}, "
-              f"round trips {report.counts.get('trades', 0)}")
-    out.print(f"database: [bold]{report.database}[/]  (inspect with `sovereign status`, "
-              "`sovereign audit verify`)")
+    out.print(
+        f"run [bold]{report.run_id}[/] · {report.start:%Y-%m-%d} → {report.end:%Y-%m-%d} · "
+        f"orders {report.counts.get('orders', 0)}, fills {report.counts.get('fills', 0)}, "
+        f"round trips {report.counts.get('trades', 0)}"
+    )
+    out.print(
+        f"database: [bold]{report.database}[/]  (inspect with `sovereign status`, "
+        "`sovereign audit verify`)"
+    )
 
 
 @app.command()
@@ -234,14 +317,20 @@ def status(as_json: JsonOpt = False) -> None:
         return
     table = Table(title="Sovereign status", show_header=False)
     for key, value in s.items():
-        table.add_row(key.replace("_", " "), json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
+        table.add_row(
+            key.replace("_", " "),
+            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value),
+        )
     out.print(table)
 
 
 @app.command()
 @_friendly
-def halt(reason: Annotated[str, typer.Option(help="Why trading must stop.")] = "halted by a person",
-         by: Annotated[str, typer.Option(help="Who halts.")] = "cli", as_json: JsonOpt = False) -> None:
+def halt(
+    reason: Annotated[str, typer.Option(help="Why trading must stop.")] = "halted by a person",
+    by: Annotated[str, typer.Option(help="Who halts.")] = "cli",
+    as_json: JsonOpt = False,
+) -> None:
     """Halt trading now (persisted: survives restarts until `sovereign resume`)."""
     from sovereign.app.control import halt as do_halt
 
@@ -251,13 +340,17 @@ def halt(reason: Annotated[str, typer.Option(help="Why trading must stop.")] = "
 
 @app.command()
 @_friendly
-def resume(by: Annotated[str, typer.Option(help="The person who decides to trade again.")],
-           as_json: JsonOpt = False) -> None:
+def resume(
+    by: Annotated[str, typer.Option(help="The person who decides to trade again.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Lift a halt. Only a person does this; it is recorded with their name."""
     from sovereign.app.control import resume as do_resume
 
     result = do_resume(_app(), by=by)
-    _print_json(result) if as_json else out.print(f"[bold green]{result['state']}[/] ({result['message']})")
+    _print_json(result) if as_json else out.print(
+        f"[bold green]{result['state']}[/] ({result['message']})"
+    )
 
 
 @audit_app.command("verify")
@@ -266,8 +359,13 @@ def audit_verify(as_json: JsonOpt = False) -> None:
     """Recompute the audit log's hash chain and report whether it is intact."""
     ctx = _app()
     v = ctx.audit.verify()
-    payload = {"ok": v.ok, "rows": v.rows, "first_bad_seq": v.first_bad_seq, "reason": v.reason,
-               "database": ctx.settings.db_url}
+    payload = {
+        "ok": v.ok,
+        "rows": v.rows,
+        "first_bad_seq": v.first_bad_seq,
+        "reason": v.reason,
+        "database": ctx.settings.db_url,
+    }
     if as_json:
         _print_json(payload)
     elif v.ok:
@@ -287,7 +385,8 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     ctx = _app()
     rev = current_revision(ctx.engine)
     _print_json({"revision": rev, "database": ctx.settings.db_url}) if as_json else out.print(
-        f"database at revision [bold]{rev}[/] ({ctx.settings.db_url})")
+        f"database at revision [bold]{rev}[/] ({ctx.settings.db_url})"
+    )
 
 
 @constitution_app.callback()
@@ -317,7 +416,9 @@ def constitution_amend(
 ) -> None:
     """Accept the current constitution file as the new pinned version (people only)."""
     sha = _app().amend_constitution(by=by, note=note)
-    _print_json({"sha256": sha, "by": by}) if as_json else out.print(f"constitution pinned at {sha[:12]}… by {by}")
+    _print_json({"sha256": sha, "by": by}) if as_json else out.print(
+        f"constitution pinned at {sha[:12]}… by {by}"
+    )
 
 
 def main() -> None:

@@ -1,14 +1,14 @@
 """Sovereign's error tree, sorted by what the operator or the Supervisor must do.
 
-    SovereignError
-    ├── HaltTrading            stop trading, alert; a person decides what happens next
-    ├── TransientError         retry with backoff (timeouts, a broker that did not answer)
-    │   └── BrokerUnavailable
-    ├── ConfigError            refuse to start, with a message that says what to fix
-    │   └── ConstitutionTampered   the constitution file no longer matches its recorded hash
-    ├── DataError (ValueError) bad market data: stand down, or refuse to start
-    ├── BrokerError            the broker refused a command (not retryable as is)
-    └── IntegrityError         persisted state is inconsistent (a broken audit chain, ...)
+SovereignError
+├── HaltTrading            stop trading, alert; a person decides what happens next
+├── TransientError         retry with backoff (timeouts, a broker that did not answer)
+│   └── BrokerUnavailable
+├── ConfigError            refuse to start, with a message that says what to fix
+│   └── ConstitutionTampered   the constitution file no longer matches its recorded hash
+├── DataError (ValueError) bad market data: stand down, or refuse to start
+├── BrokerError            the broker refused a command (not retryable as is)
+└── IntegrityError         persisted state is inconsistent (a broken audit chain, ...)
 """
 
 from __future__ import annotations

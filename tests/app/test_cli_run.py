@@ -45,7 +45,11 @@ def test_run_trades_records_and_leaves_an_intact_audit_chain(home: Path, market_
 def test_same_seed_same_campaign_other_seed_other_rejections(home: Path, market_csv: Path) -> None:
     a = run_json(market_csv, "--seed", "3")
     b = run_json(market_csv, "--seed", "3")
-    assert (a["final_equity"], a["trades"], a["metrics"]) == (b["final_equity"], b["trades"], b["metrics"])
+    assert (a["final_equity"], a["trades"], a["metrics"]) == (
+        b["final_equity"],
+        b["trades"],
+        b["metrics"],
+    )
 
 
 BAD_ROWS = {
@@ -74,7 +78,9 @@ def test_bad_data_refuses_to_start_and_writes_nothing(home: Path, case: str) -> 
 def test_tampered_constitution_refuses_to_trade_until_amended(home: Path, market_csv: Path) -> None:
     run_json(market_csv, "--days", "200")
     constitution = home / "constitution.toml"
-    constitution.write_text(constitution.read_text().replace("max_position_size = 0.05", "max_position_size = 0.5"))
+    constitution.write_text(
+        constitution.read_text().replace("max_position_size = 0.05", "max_position_size = 0.5")
+    )
     code, out, err = invoke("run", "--data", str(market_csv), "--json")
     assert code == 3 and out == ""
     flat = " ".join(err.split())
@@ -104,16 +110,34 @@ def test_halt_file_halts_even_without_the_database(home: Path, market_csv: Path)
 
 
 def test_backtest_json_contract(home: Path, market_csv: Path) -> None:
-    code, out, err = invoke("backtest", "--data", str(market_csv), "--strategy", "sma_cross",
-                            "--param", "fast=5", "--param", "slow=20", "--costs", "simple",
-                            "--no-limits", "--json")
+    code, out, err = invoke(
+        "backtest",
+        "--data",
+        str(market_csv),
+        "--strategy",
+        "sma_cross",
+        "--param",
+        "fast=5",
+        "--param",
+        "slow=20",
+        "--costs",
+        "simple",
+        "--no-limits",
+        "--json",
+    )
     assert code == 0, err
     payload = json.loads(out)
     assert {"final_equity", "metrics", "trades"} <= set(payload)
     assert payload["trades"], "sma_cross should trade on two years of synthetic data"
-    assert {"symbol", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "pnl"} <= set(
-        payload["trades"][0]
-    )
+    assert {
+        "symbol",
+        "entry_time",
+        "exit_time",
+        "entry_price",
+        "exit_price",
+        "quantity",
+        "pnl",
+    } <= set(payload["trades"][0])
     assert not (home / "var").exists(), "a backtest does not depend on persistence"
 
 
@@ -126,7 +150,9 @@ def test_backtest_json_contract(home: Path, market_csv: Path) -> None:
         (("--costs", "free"), "choose 'realistic' or 'simple'"),
     ],
 )
-def test_backtest_bad_arguments_say_what_to_fix(home: Path, market_csv: Path, args: tuple, message: str) -> None:
+def test_backtest_bad_arguments_say_what_to_fix(
+    home: Path, market_csv: Path, args: tuple, message: str
+) -> None:
     code, _, err = invoke("backtest", "--data", str(market_csv), *args)
     assert code == 2
     assert message in " ".join(err.split())

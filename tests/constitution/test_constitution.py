@@ -15,7 +15,9 @@ def test_bundled_file_has_the_v4_defaults() -> None:
     assert (c.max_position_size, c.max_daily_loss, c.max_drawdown) == (0.05, 0.03, 0.10)
     assert c.min_confidence_for_trade == 0.40
     assert (c.max_rule_changes_per_day, c.max_active_rules) == (3, 50)
-    assert {"max_drawdown", "constitution", "forbidden_modifications"} <= set(c.forbidden_modifications)
+    assert {"max_drawdown", "constitution", "forbidden_modifications"} <= set(
+        c.forbidden_modifications
+    )
     assert c == Constitution()
     assert len(sha) == 64
 

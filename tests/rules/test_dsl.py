@@ -47,9 +47,16 @@ ISSUE_EXAMPLE = {
 
 def ctx(**kw: object) -> RuleContext:
     base: dict[str, object] = {
-        "symbol": "AAPL", "strategy": "regime_entry", "regime": Regime.VOLATILE,
-        "regime_confidence": 0.8, "confidence": 0.6, "volume_percentile": 20.0, "atr_pct": 2.0,
-        "drawdown": 0.01, "weekday": 0, "consecutive_losses": 0,
+        "symbol": "AAPL",
+        "strategy": "regime_entry",
+        "regime": Regime.VOLATILE,
+        "regime_confidence": 0.8,
+        "confidence": 0.6,
+        "volume_percentile": 20.0,
+        "atr_pct": 2.0,
+        "drawdown": 0.01,
+        "weekday": 0,
+        "consecutive_losses": 0,
     }
     base.update(kw)
     return RuleContext(**base)  # type: ignore[arg-type]
@@ -76,9 +83,17 @@ def test_condition_without_its_feature_is_false_not_a_guess() -> None:
 def test_family_ignores_thresholds_and_names_but_not_structure() -> None:
     a = Rule.model_validate(ISSUE_EXAMPLE)
     b = Rule.model_validate(
-        ISSUE_EXAMPLE | {"name": "other", "when": {"type": "and", "all": [
-            {"type": "volume_below", "percentile": 10},
-            {"type": "regime_is", "regime": "volatile"}]}}
+        ISSUE_EXAMPLE
+        | {
+            "name": "other",
+            "when": {
+                "type": "and",
+                "all": [
+                    {"type": "volume_below", "percentile": 10},
+                    {"type": "regime_is", "regime": "volatile"},
+                ],
+            },
+        }
     )
     c = Rule.model_validate(ISSUE_EXAMPLE | {"then": {"type": "scale_position", "factor": 0.5}})
     assert a.id != b.id
@@ -110,7 +125,9 @@ def test_effects_combine_towards_less_risk() -> None:
     rules = [
         Rule(name="half", when=AtrAbove(pct=1.0), then=ScalePosition(factor=0.5)),
         Rule(name="more-half", when=DrawdownAbove(value=0.0), then=ScalePosition(factor=0.5)),
-        Rule(name="tight", when=Not(cond=SymbolIn(symbols=("MSFT",))), then=TightenStop(atr_mult=1.0)),
+        Rule(
+            name="tight", when=Not(cond=SymbolIn(symbols=("MSFT",))), then=TightenStop(atr_mult=1.0)
+        ),
         Rule(name="tighter", when=DayOfWeek(days=(0,)), then=TightenStop(atr_mult=0.8)),
         Rule(name="never", when=ConsecutiveLossesAbove(count=3), then=SkipTrade(reason="streak")),
     ]
@@ -132,9 +149,15 @@ def test_ruleset_id_is_order_sensitive_content_hash() -> None:
 
 
 def test_strategy_config_bounds_are_enforced_with_every_problem_listed() -> None:
-    specs = {"a": ParamSpec(default=1, low=0, high=2), "n": ParamSpec(default=3, low=1, high=9, integer=True)}
-    with pytest.raises(ValueError, match=r"outside its bounds.*whole number.*unknown parameter 'z'|"
-                       r"unknown parameter 'z'.*outside"):
+    specs = {
+        "a": ParamSpec(default=1, low=0, high=2),
+        "n": ParamSpec(default=3, low=1, high=9, integer=True),
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"outside its bounds.*whole number.*unknown parameter 'z'|"
+        r"unknown parameter 'z'.*outside",
+    ):
         StrategyConfig(strategy="s", params={"a": 5, "n": 2.5, "z": 1}).validated(specs)
     ok = StrategyConfig(strategy="s", params={"a": 1.5}).validated(specs)
     assert ok.params == {"a": 1.5, "n": 3}

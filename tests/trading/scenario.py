@@ -21,16 +21,24 @@ from sovereign.trading.strategies.base import BaseStrategy
 from sovereign.trading.strategy import HeldPosition, MarketView, Signal
 
 
-def panel(closes: Mapping[str, Sequence[float]], *, freq: str = "1D", start: str = "2024-01-01") -> BarPanel:
+def panel(
+    closes: Mapping[str, Sequence[float]], *, freq: str = "1D", start: str = "2024-01-01"
+) -> BarPanel:
     """OHLCV panel where each bar opens at the previous close; high/low bracket open and close."""
     symbols = tuple(closes)
     c = np.array([closes[s] for s in symbols], dtype=float).T
     o = np.vstack([c[:1], c[:-1]])
     idx = pd.date_range(start, periods=c.shape[0], freq=freq, tz="UTC")
     return BarPanel(
-        timestamps=idx, symbols=symbols, open=o, high=np.maximum(o, c) * 1.001,
-        low=np.minimum(o, c) * 0.999, close=c, volume=np.full_like(c, 1e9),
-        features=frozenset({Feature.CLOSE, Feature.OHLC, Feature.VOLUME}), source="scenario",
+        timestamps=idx,
+        symbols=symbols,
+        open=o,
+        high=np.maximum(o, c) * 1.001,
+        low=np.minimum(o, c) * 0.999,
+        close=c,
+        volume=np.full_like(c, 1e9),
+        features=frozenset({Feature.CLOSE, Feature.OHLC, Feature.VOLUME}),
+        source="scenario",
     )
 
 
@@ -40,10 +48,19 @@ class Scripted(BaseStrategy):
     name: ClassVar[str] = "scripted"
     specs: ClassVar[dict[str, ParamSpec]] = {}
 
-    def __init__(self, schedule: Mapping[int, Sequence[str]], *, name: str = "scripted",
-                 confidence: float = 0.9, pool_fraction: float = 1.0, pool_max_loss: float = 0.5) -> None:
+    def __init__(
+        self,
+        schedule: Mapping[int, Sequence[str]],
+        *,
+        name: str = "scripted",
+        confidence: float = 0.9,
+        pool_fraction: float = 1.0,
+        pool_max_loss: float = 0.5,
+    ) -> None:
         self.name = name  # type: ignore[misc]
-        super().__init__(StrategyConfig(strategy=name, pool_fraction=pool_fraction, pool_max_loss=pool_max_loss))
+        super().__init__(
+            StrategyConfig(strategy=name, pool_fraction=pool_fraction, pool_max_loss=pool_max_loss)
+        )
         self.schedule = schedule
         self.confidence = confidence
 
@@ -53,9 +70,11 @@ class Scripted(BaseStrategy):
 
     def entries(self, view: MarketView, held: dict[str, HeldPosition]) -> list[Signal]:
         return [
-            Signal(symbol=s, side=1, confidence=self.confidence, reason="scripted",
-                   equity_fraction=1.0)
-            for s in self.schedule.get(view.i, ()) if s not in held
+            Signal(
+                symbol=s, side=1, confidence=self.confidence, reason="scripted", equity_fraction=1.0
+            )
+            for s in self.schedule.get(view.i, ())
+            if s not in held
         ]
 
     def exit_reason(self, view: MarketView, position: HeldPosition) -> str | None:
@@ -73,12 +92,20 @@ def prepared(p: BarPanel, regime: Regime = Regime.RANGING) -> Prepared:
     )
 
 
-def run(p: BarPanel, strategies: Sequence[BaseStrategy], *, constitution: Constitution | None = None,
-        cash: float = 100_000.0) -> tuple[BacktestResult, ListSink]:
+def run(
+    p: BarPanel,
+    strategies: Sequence[BaseStrategy],
+    *,
+    constitution: Constitution | None = None,
+    cash: float = 100_000.0,
+) -> tuple[BacktestResult, ListSink]:
     sink = ListSink()
     result = run_backtest(
-        p, strategies, constitution=constitution or Constitution(),
+        p,
+        strategies,
+        constitution=constitution or Constitution(),
         config=BacktestConfig(cash=cash, paper=PaperConfig(costs="simple", commission_rate=0.0)),
-        prepared=prepared(p), sink=sink,
+        prepared=prepared(p),
+        sink=sink,
     )
     return result, sink

@@ -18,8 +18,12 @@ REGIME = RegimeConfig(min_history=400, refit_every=250)
 
 def backtest(seed: int, rules: RuleSet | None = None, reject: float = 0.05):
     return run_backtest(
-        MARKET, build(["regime_entry", "momentum"]), rules=rules,
-        config=BacktestConfig(seed=seed, regime=REGIME, paper=PaperConfig(reject_probability=reject)),
+        MARKET,
+        build(["regime_entry", "momentum"]),
+        rules=rules,
+        config=BacktestConfig(
+            seed=seed, regime=REGIME, paper=PaperConfig(reject_probability=reject)
+        ),
         prepared=PREPARED,
     )
 
@@ -28,7 +32,10 @@ PREPARED = prepare(MARKET, REGIME, seed=1)
 
 
 def fingerprint(result) -> list[tuple]:
-    return [(t.strategy, t.symbol, t.entry_bar, t.exit_bar, t.quantity, round(t.pnl, 6)) for t in result.trades]
+    return [
+        (t.strategy, t.symbol, t.entry_bar, t.exit_bar, t.quantity, round(t.pnl, 6))
+        for t in result.trades
+    ]
 
 
 def test_same_seed_same_trades_and_equity_other_seed_differs() -> None:
@@ -54,15 +61,19 @@ def test_warmup_is_excluded_and_reported() -> None:
 
 def test_a_skip_everything_rule_stops_entries_and_a_scale_rule_shrinks_them() -> None:
     base = backtest(5, reject=0.0)
-    skip_all = RuleSet(rules=tuple(
-        Rule(name=f"skip-{r.value}", when=RegimeIs(regime=r), then=SkipTrade(reason="test"))
-        for r in Regime
-    ))
+    skip_all = RuleSet(
+        rules=tuple(
+            Rule(name=f"skip-{r.value}", when=RegimeIs(regime=r), then=SkipTrade(reason="test"))
+            for r in Regime
+        )
+    )
     assert backtest(5, skip_all, reject=0.0).trades == []
-    half = RuleSet(rules=tuple(
-        Rule(name=f"half-{r.value}", when=RegimeIs(regime=r), then=ScalePosition(factor=0.5))
-        for r in Regime
-    ))
+    half = RuleSet(
+        rules=tuple(
+            Rule(name=f"half-{r.value}", when=RegimeIs(regime=r), then=ScalePosition(factor=0.5))
+            for r in Regime
+        )
+    )
     scaled = backtest(5, half, reject=0.0)
     first_base = next(t for t in base.trades if t.strategy == "regime_entry")
     first_half = next(t for t in scaled.trades if t.strategy == "regime_entry")

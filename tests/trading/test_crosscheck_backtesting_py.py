@@ -56,33 +56,58 @@ class ReferenceSmaCross(Strategy):  # type: ignore[misc]
         ("nasdaq_index", 20, 50, 0.9, 0.0005),
     ],
 )
-def test_sma_cross_matches_backtesting_py(sample: str, fast: int, slow: int, size: float,
-                                          commission: float) -> None:
+def test_sma_cross_matches_backtesting_py(
+    sample: str, fast: int, slow: int, size: float, commission: float
+) -> None:
     panel = load_sample(sample)
     cash = 1_000_000.0
     n = panel.n_bars
     prepared = Prepared(
         features=compute_features(panel),
-        regimes=RegimeSeries(regime=np.array([Regime.UNCERTAIN] * n, dtype=object), confidence=np.ones(n)),
+        regimes=RegimeSeries(
+            regime=np.array([Regime.UNCERTAIN] * n, dtype=object), confidence=np.ones(n)
+        ),
     )
     ours = run_backtest(
         panel,
-        [SmaCross(StrategyConfig(strategy="sma_cross", params={"fast": fast, "slow": slow, "size": size},
-                                 pool_fraction=1.0, pool_max_loss=1.0))],
+        [
+            SmaCross(
+                StrategyConfig(
+                    strategy="sma_cross",
+                    params={"fast": fast, "slow": slow, "size": size},
+                    pool_fraction=1.0,
+                    pool_max_loss=1.0,
+                )
+            )
+        ],
         constitution=RESEARCH_CONSTITUTION,
-        config=BacktestConfig(cash=cash, paper=PaperConfig(costs="simple", commission_rate=commission)),
+        config=BacktestConfig(
+            cash=cash, paper=PaperConfig(costs="simple", commission_rate=commission)
+        ),
         prepared=prepared,
     )
 
     frame = pd.DataFrame(
-        {"Open": panel.open[:, 0], "High": panel.high[:, 0], "Low": panel.low[:, 0],
-         "Close": panel.close[:, 0], "Volume": panel.volume[:, 0]},
+        {
+            "Open": panel.open[:, 0],
+            "High": panel.high[:, 0],
+            "Low": panel.low[:, 0],
+            "Close": panel.close[:, 0],
+            "Volume": panel.volume[:, 0],
+        },
         index=panel.timestamps.tz_localize(None),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reference library's own deprecation noise
-        bt = Backtest(frame, ReferenceSmaCross, cash=cash, commission=commission,
-                      trade_on_close=False, exclusive_orders=False, finalize_trades=False)
+        bt = Backtest(
+            frame,
+            ReferenceSmaCross,
+            cash=cash,
+            commission=commission,
+            trade_on_close=False,
+            exclusive_orders=False,
+            finalize_trades=False,
+        )
         stats = bt.run(fast=fast, slow=slow, size=size)
     ref = stats["_trades"]
     ref_closed = ref[ref["ExitBar"].notna()]

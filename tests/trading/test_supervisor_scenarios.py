@@ -12,7 +12,6 @@ from sovereign.trading.events import Decision, Transition
 from sovereign.trading.strategy import MarketView
 from sovereign.trading.supervisor import Supervisor, SupervisorState
 from sovereign.trading.trader import Trader, TraderConfig
-
 from tests.trading.scenario import Scripted, panel, prepared, run
 
 SYMBOLS = [f"S{k:02d}" for k in range(20)]
@@ -42,12 +41,28 @@ def test_ten_percent_drawdown_flattens_halts_and_survives_a_restart() -> None:
     restored = Supervisor.restore(Constitution(), sup.snapshot())
     assert restored.state is SupervisorState.HALTED
     p2 = panel({s: [100.0] * 5 for s in SYMBOLS})
-    trader = Trader(strategies=[Scripted({1: SYMBOLS})], supervisor=restored, initial_equity=100_000.0)
+    trader = Trader(
+        strategies=[Scripted({1: SYMBOLS})], supervisor=restored, initial_equity=100_000.0
+    )
     prep = prepared(p2)
-    acct = AccountReport(cash=100_000.0, equity=100_000.0, gross_exposure=0.0, net_exposure=0.0,
-                         realized_pnl=0.0, unrealized_pnl=0.0, timestamp=p2.timestamps[1].to_pydatetime())
-    view = MarketView(i=1, timestamp=p2.timestamps[1].to_pydatetime(), panel=p2, features=prep.features,
-                      regime=prep.regimes.regime[1], regime_confidence=1.0, prev_regime=prep.regimes.regime[0])
+    acct = AccountReport(
+        cash=100_000.0,
+        equity=100_000.0,
+        gross_exposure=0.0,
+        net_exposure=0.0,
+        realized_pnl=0.0,
+        unrealized_pnl=0.0,
+        timestamp=p2.timestamps[1].to_pydatetime(),
+    )
+    view = MarketView(
+        i=1,
+        timestamp=p2.timestamps[1].to_pydatetime(),
+        panel=p2,
+        features=prep.features,
+        regime=prep.regimes.regime[1],
+        regime_confidence=1.0,
+        prev_regime=prep.regimes.regime[0],
+    )
     assert trader.step(view, acct, view.timestamp) == []
     assert restored.state is SupervisorState.HALTED  # only a person resumes
     assert restored.resume(view.timestamp, "alice", equity=100_000.0) is not None
@@ -61,8 +76,11 @@ def test_three_percent_day_loss_blocks_new_positions_for_that_day_only() -> None
     hours = 48
     path = np.full(hours, 100.0)
     path[12:] = 96.0
-    p = panel({**{s: path for s in SYMBOLS}, "LATE": np.full(hours, 50.0)}, freq="1h",
-              start="2024-01-02 00:00")
+    p = panel(
+        {**{s: path for s in SYMBOLS}, "LATE": np.full(hours, 50.0)},
+        freq="1h",
+        start="2024-01-02 00:00",
+    )
     late_today, late_tomorrow = 13, 24 + 13
     strat = Scripted({9: SYMBOLS, late_today: ["LATE"], late_tomorrow: ["LATE"]})
     result, sink = run(p, [strat])
@@ -78,13 +96,31 @@ def test_three_percent_day_loss_blocks_new_positions_for_that_day_only() -> None
 def test_stale_data_places_no_order() -> None:
     p = panel({"A": [10.0] * 5})
     prep = prepared(p)
-    trader = Trader(strategies=[Scripted({3: ["A"]})], supervisor=Supervisor(constitution=Constitution()),
-                    config=TraderConfig(max_staleness=timedelta(days=2)), initial_equity=10_000.0)
+    trader = Trader(
+        strategies=[Scripted({3: ["A"]})],
+        supervisor=Supervisor(constitution=Constitution()),
+        config=TraderConfig(max_staleness=timedelta(days=2)),
+        initial_equity=10_000.0,
+    )
     ts = p.timestamps[3].to_pydatetime()
-    view = MarketView(i=3, timestamp=ts, panel=p, features=prep.features, regime=prep.regimes.regime[3],
-                      regime_confidence=1.0, prev_regime=prep.regimes.regime[2])
-    acct = AccountReport(cash=1e4, equity=1e4, gross_exposure=0.0, net_exposure=0.0, realized_pnl=0.0,
-                         unrealized_pnl=0.0, timestamp=ts)
+    view = MarketView(
+        i=3,
+        timestamp=ts,
+        panel=p,
+        features=prep.features,
+        regime=prep.regimes.regime[3],
+        regime_confidence=1.0,
+        prev_regime=prep.regimes.regime[2],
+    )
+    acct = AccountReport(
+        cash=1e4,
+        equity=1e4,
+        gross_exposure=0.0,
+        net_exposure=0.0,
+        realized_pnl=0.0,
+        unrealized_pnl=0.0,
+        timestamp=ts,
+    )
     assert trader.step(view, acct, ts + timedelta(days=5)) == []
     assert len(trader.step(view, acct, ts + timedelta(hours=1))) == 1
 
@@ -92,14 +128,31 @@ def test_stale_data_places_no_order() -> None:
 def test_corrupted_engine_output_stands_down() -> None:
     p = panel({"A": [10.0] * 5})
     prep = prepared(p)
-    trader = Trader(strategies=[Scripted({3: ["A"]})], supervisor=Supervisor(constitution=Constitution()),
-                    initial_equity=10_000.0)
+    trader = Trader(
+        strategies=[Scripted({3: ["A"]})],
+        supervisor=Supervisor(constitution=Constitution()),
+        initial_equity=10_000.0,
+    )
     ts = p.timestamps[3].to_pydatetime()
-    acct = AccountReport(cash=1e4, equity=1e4, gross_exposure=0.0, net_exposure=0.0, realized_pnl=0.0,
-                         unrealized_pnl=0.0, timestamp=ts)
+    acct = AccountReport(
+        cash=1e4,
+        equity=1e4,
+        gross_exposure=0.0,
+        net_exposure=0.0,
+        realized_pnl=0.0,
+        unrealized_pnl=0.0,
+        timestamp=ts,
+    )
     for bad in (float("nan"), 1.7, float("inf")):
-        view = MarketView(i=3, timestamp=ts, panel=p, features=prep.features, regime=prep.regimes.regime[3],
-                          regime_confidence=bad, prev_regime=prep.regimes.regime[2])
+        view = MarketView(
+            i=3,
+            timestamp=ts,
+            panel=p,
+            features=prep.features,
+            regime=prep.regimes.regime[3],
+            regime_confidence=bad,
+            prev_regime=prep.regimes.regime[2],
+        )
         assert trader.step(view, acct, ts) == []
 
 
@@ -108,7 +161,9 @@ def test_one_strategy_pool_loss_kills_only_that_strategy() -> None:
     n = 12
     crash = [100.0, 100.0, 100.0, 60.0] + [60.0] * (n - 4)
     p = panel({"CRASH": crash, "FLAT": [20.0] * n, "LATER": [30.0] * n})
-    fragile = Scripted({1: ["CRASH"], 6: ["LATER"]}, name="fragile", pool_fraction=0.5, pool_max_loss=0.01)
+    fragile = Scripted(
+        {1: ["CRASH"], 6: ["LATER"]}, name="fragile", pool_fraction=0.5, pool_max_loss=0.01
+    )
     steady = Scripted({6: ["FLAT"]}, name="steady", pool_fraction=0.5, pool_max_loss=0.5)
     result, sink = run(p, [fragile, steady])
     kills = [t for t in result.transitions if t.to_state == "KILLED"]
@@ -116,9 +171,15 @@ def test_one_strategy_pool_loss_kills_only_that_strategy() -> None:
     assert not [t for t in result.transitions if t.scope == "global"]
     by = {(d.strategy, d.symbol): d for d in sink.of(Decision) if d.action == "enter"}
     assert by[("steady", "FLAT")].outcome == "ordered"
-    assert by[("fragile", "LATER")].outcome == "blocked" and "killed" in by[("fragile", "LATER")].reason
+    assert (
+        by[("fragile", "LATER")].outcome == "blocked"
+        and "killed" in by[("fragile", "LATER")].reason
+    )
     assert [t.symbol for t in result.trades] == ["CRASH"]
-    assert result.per_strategy["fragile"]["killed"] == 1.0 and result.per_strategy["steady"]["killed"] == 0.0
+    assert (
+        result.per_strategy["fragile"]["killed"] == 1.0
+        and result.per_strategy["steady"]["killed"] == 0.0
+    )
 
 
 def test_drawdown_near_the_hard_stop_cuts_losers_and_halves_new_risk() -> None:

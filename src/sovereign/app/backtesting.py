@@ -22,8 +22,12 @@ from sovereign.trading.catalog import DEFAULT_STRATEGIES, build, parse_params
 
 # Limits for research runs only (`--no-limits`): wide enough never to bind.
 RESEARCH_CONSTITUTION = Constitution(
-    max_position_size=1.0, max_daily_loss=1.0, max_drawdown=1.0, min_confidence_for_trade=0.0,
-    max_orders_per_day=100_000, max_gross_exposure=10.0,
+    max_position_size=1.0,
+    max_daily_loss=1.0,
+    max_drawdown=1.0,
+    min_confidence_for_trade=0.0,
+    max_orders_per_day=100_000,
+    max_gross_exposure=10.0,
 )
 
 
@@ -50,15 +54,21 @@ class BacktestRequest:
         return f"{names} on {source}"
 
 
-def load_panel(data: Path | None, universe: str, symbols: tuple[str, ...],
-               start: datetime | None, end: datetime | None) -> BarPanel:
+def load_panel(
+    data: Path | None,
+    universe: str,
+    symbols: tuple[str, ...],
+    start: datetime | None,
+    end: datetime | None,
+) -> BarPanel:
     panel = load_file(data) if data is not None else load_sample(universe)
     if symbols:
         missing = [s for s in symbols if s not in panel.symbols]
         if missing:
             raise DataError(
                 f"symbols {missing} not in the data (available: {', '.join(panel.symbols)})",
-                source=str(data or universe), column="symbol",
+                source=str(data or universe),
+                column="symbol",
             )
         panel = panel.select(list(symbols))
     panel = panel.between(start, end)
@@ -98,5 +108,10 @@ def run_request(req: BacktestRequest) -> BacktestResult:
     except ValidationError as err:
         raise ConfigError(f"invalid cost settings: {err}") from err
     config = BacktestConfig(cash=req.cash, seed=req.seed, paper=paper)
-    return run_backtest(panel, strategies, rules=load_rules(req.rules_file),
-                        constitution=constitution, config=config)
+    return run_backtest(
+        panel,
+        strategies,
+        rules=load_rules(req.rules_file),
+        constitution=constitution,
+        config=config,
+    )

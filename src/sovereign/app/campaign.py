@@ -125,17 +125,27 @@ def run_campaign(
     run_id = f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     active = app.rules.active()
     if active is None:
-        version = app.rules.save_version(RuleSet(), reason="initial empty rule set", source="system", at=started)
+        version = app.rules.save_version(
+            RuleSet(), reason="initial empty rule set", source="system", at=started
+        )
         rules = RuleSet()
     else:
         version, rules = active
     config = {
-        "universe": options.universe, "data": str(options.data) if options.data else None,
-        "start": panel.timestamps[first].isoformat(), "end": panel.timestamps[last].isoformat(),
-        "seed": options.seed, "cash": options.cash, "strategies": list(options.strategies),
-        "constitution_sha256": constitution_sha, "ruleset_version": version, "ruleset_id": rules.id,
+        "universe": options.universe,
+        "data": str(options.data) if options.data else None,
+        "start": panel.timestamps[first].isoformat(),
+        "end": panel.timestamps[last].isoformat(),
+        "seed": options.seed,
+        "cash": options.cash,
+        "strategies": list(options.strategies),
+        "constitution_sha256": constitution_sha,
+        "ruleset_version": version,
+        "ruleset_id": rules.id,
     }
-    app.memory.record_run_start(run_id, started_at=started, mode="paper-replay", seed=options.seed, config=config)
+    app.memory.record_run_start(
+        run_id, started_at=started, mode="paper-replay", seed=options.seed, config=config
+    )
     app.audit.append("run.started", {"run_id": run_id, **config}, started)
 
     supervisor = persisted.__class__(constitution=constitution)  # a fresh account, fresh limits
@@ -146,18 +156,33 @@ def run_campaign(
         app.save_supervisor(supervisor, t.timestamp)
 
     sink = MemorySink(
-        run_id=run_id, memory=app.memory, audit=app.audit,
-        supervisor_store=app.supervisor_store, on_transition=persist_transition,
+        run_id=run_id,
+        memory=app.memory,
+        audit=app.audit,
+        supervisor_store=app.supervisor_store,
+        on_transition=persist_transition,
     )
-    exchange = PaperExchange(panel.symbols, config=PaperConfig(), cash=options.cash, seed=options.seed)
+    exchange = PaperExchange(
+        panel.symbols, config=PaperConfig(), cash=options.cash, seed=options.seed
+    )
     clock = SimulatedClock(panel.timestamps[loop_start].to_pydatetime())
     broker = PaperBroker(exchange, clock=clock.now)
     trader = Trader(
-        strategies=strategies, supervisor=supervisor, rules=rules,
-        config=TraderConfig(order_namespace=run_id), sink=sink, initial_equity=options.cash,
+        strategies=strategies,
+        supervisor=supervisor,
+        rules=rules,
+        config=TraderConfig(order_namespace=run_id),
+        sink=sink,
+        initial_equity=options.cash,
     )
-    loop = BarLoop(panel=panel, features=prepared.features, regimes=prepared.regimes,
-                   exchange=exchange, trader=trader, account=broker.account)
+    loop = BarLoop(
+        panel=panel,
+        features=prepared.features,
+        regimes=prepared.regimes,
+        exchange=exchange,
+        trader=trader,
+        account=broker.account,
+    )
     warp = TimeWarp(options.speed)
     stopped: str | None = None
     previous = clock.now()
@@ -169,9 +194,16 @@ def run_campaign(
             previous = ts
             account = loop.step(i, now=clock.now())
             if on_progress is not None and i >= first:
-                on_progress(Progress(bar=i - first + 1, bars=last - first + 1, timestamp=ts,
-                                     equity=account.equity, drawdown=supervisor.drawdown(account.equity),
-                                     state=supervisor.state.value))
+                on_progress(
+                    Progress(
+                        bar=i - first + 1,
+                        bars=last - first + 1,
+                        timestamp=ts,
+                        equity=account.equity,
+                        drawdown=supervisor.drawdown(account.equity),
+                        state=supervisor.state.value,
+                    )
+                )
             if halt_file(app).exists():
                 trader.halt(ts, f"halt file {halt_file(app)} found")
             if supervisor.state is SupervisorState.HALTED and not trader.book.open:
@@ -183,17 +215,33 @@ def run_campaign(
     result = summarize(loop, warmup=first - loop_start)
     end = loop.panel.timestamps[loop_start + len(loop.equity) - 1].to_pydatetime()
     summary = {
-        "final_equity": result.final_equity, "metrics": result.to_json()["metrics"],
-        "per_strategy": result.to_json()["per_strategy"], "stopped": stopped,
+        "final_equity": result.final_equity,
+        "metrics": result.to_json()["metrics"],
+        "per_strategy": result.to_json()["per_strategy"],
+        "stopped": stopped,
         "trades": len(result.trades),
     }
     finished = now or datetime.now(UTC)
     app.memory.record_run_finish(run_id, finished_at=finished, summary=summary)
-    app.audit.append("run.finished", {"run_id": run_id, "final_equity": round(result.final_equity, 2),
-                                      "trades": len(result.trades), "stopped": stopped}, finished)
+    app.audit.append(
+        "run.finished",
+        {
+            "run_id": run_id,
+            "final_equity": round(result.final_equity, 2),
+            "trades": len(result.trades),
+            "stopped": stopped,
+        },
+        finished,
+    )
     return CampaignReport(
-        run_id=run_id, result=result, start=panel.timestamps[first].to_pydatetime(), end=end,
-        database=app.settings.db_url, stopped=stopped, counts=dict(sink.counts), ruleset_version=version,
+        run_id=run_id,
+        result=result,
+        start=panel.timestamps[first].to_pydatetime(),
+        end=end,
+        database=app.settings.db_url,
+        stopped=stopped,
+        counts=dict(sink.counts),
+        ruleset_version=version,
     )
 
 

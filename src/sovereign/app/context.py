@@ -85,7 +85,12 @@ class App:
         self.constitutions.record(sha, path.read_text(), at=at, amended_by=by, note=note)
         self.audit.append(
             "constitution.amended",
-            {"sha256": sha, "previous": previous.sha256 if previous else None, "by": by, "note": note},
+            {
+                "sha256": sha,
+                "previous": previous.sha256 if previous else None,
+                "by": by,
+                "note": note,
+            },
             at,
         )
         return sha

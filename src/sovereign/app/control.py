@@ -24,8 +24,12 @@ def status(app: App) -> dict[str, Any]:
         "supervisor_state": sup.state.value,
         "supervisor_reason": sup.reason,
         "halt_file": halt_file(app).exists(),
-        "last_run": None if run is None else {
-            "run_id": run.run_id, "mode": run.mode, "started_at": run.started_at.isoformat(),
+        "last_run": None
+        if run is None
+        else {
+            "run_id": run.run_id,
+            "mode": run.mode,
+            "started_at": run.started_at.isoformat(),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "summary": run.summary,
         },
@@ -40,9 +44,17 @@ def status(app: App) -> dict[str, Any]:
 def constitution(app: App) -> dict[str, Any]:
     c, sha = load_constitution(app.constitution_path)
     pinned = app.constitutions.latest()
-    pin = "not yet recorded" if pinned is None else ("pinned" if pinned.sha256 == sha else "CHANGED since recorded")
-    return {"limits": c.model_dump(mode="json"), "sha256": sha, "pin": pin,
-            "path": str(app.constitution_path)}
+    pin = (
+        "not yet recorded"
+        if pinned is None
+        else ("pinned" if pinned.sha256 == sha else "CHANGED since recorded")
+    )
+    return {
+        "limits": c.model_dump(mode="json"),
+        "sha256": sha,
+        "pin": pin,
+        "path": str(app.constitution_path),
+    }
 
 
 def halt(app: App, *, by: str, reason: str, now: datetime | None = None) -> dict[str, Any]:
@@ -52,8 +64,9 @@ def halt(app: App, *, by: str, reason: str, now: datetime | None = None) -> dict
     t = sup.halt(at, f"{reason} (by {by})")
     app.save_supervisor(sup, at)
     if t is not None:
-        app.supervisor_store.record_transition(at=at, scope="global", from_state=t.from_state,
-                                               to_state=t.to_state, reason=t.reason)
+        app.supervisor_store.record_transition(
+            at=at, scope="global", from_state=t.from_state, to_state=t.to_state, reason=t.reason
+        )
         app.audit.append("supervisor.halt", {"by": by, "reason": reason}, at)
     return {"state": sup.state.value, "reason": sup.reason}
 
@@ -65,13 +78,16 @@ def resume(app: App, *, by: str, now: datetime | None = None) -> dict[str, Any]:
     constitution, _ = load_constitution(app.constitution_path)
     sup = app.load_supervisor(constitution)
     if halt_file(app).exists():
-        return {"state": sup.state.value,
-                "message": f"the halt file {halt_file(app)} still exists; remove it first"}
+        return {
+            "state": sup.state.value,
+            "message": f"the halt file {halt_file(app)} still exists; remove it first",
+        }
     t = sup.resume(at, by)
     app.save_supervisor(sup, at)
     if t is None:
         return {"state": sup.state.value, "message": "nothing to resume"}
-    app.supervisor_store.record_transition(at=at, scope="global", from_state=t.from_state,
-                                           to_state=t.to_state, reason=t.reason)
+    app.supervisor_store.record_transition(
+        at=at, scope="global", from_state=t.from_state, to_state=t.to_state, reason=t.reason
+    )
     app.audit.append("supervisor.resume", {"by": by, "from": t.from_state}, at)
     return {"state": sup.state.value, "message": t.reason}

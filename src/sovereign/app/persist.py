@@ -52,16 +52,31 @@ class MemorySink:
     def emit(self, event: Event) -> None:
         if isinstance(event, EquityPoint):
             self._equity.append(
-                {"run_id": self.run_id, "timestamp": event.timestamp, "equity": event.equity,
-                 "cash": event.cash, "drawdown": event.drawdown,
-                 "gross_exposure": event.gross_exposure, "supervisor_state": event.state}
+                {
+                    "run_id": self.run_id,
+                    "timestamp": event.timestamp,
+                    "equity": event.equity,
+                    "cash": event.cash,
+                    "drawdown": event.drawdown,
+                    "gross_exposure": event.gross_exposure,
+                    "supervisor_state": event.state,
+                }
             )
         elif isinstance(event, Decision):
             self._decisions.append(
-                {"run_id": self.run_id, "timestamp": event.timestamp, "strategy": event.strategy,
-                 "symbol": event.symbol, "action": event.action, "confidence": event.confidence,
-                 "regime": event.regime, "outcome": event.outcome, "reason": event.reason,
-                 "rules_fired": list(event.rules_fired), "inputs": event.inputs}
+                {
+                    "run_id": self.run_id,
+                    "timestamp": event.timestamp,
+                    "strategy": event.strategy,
+                    "symbol": event.symbol,
+                    "action": event.action,
+                    "confidence": event.confidence,
+                    "regime": event.regime,
+                    "outcome": event.outcome,
+                    "reason": event.reason,
+                    "rules_fired": list(event.rules_fired),
+                    "inputs": event.inputs,
+                }
             )
         elif isinstance(event, OrderSubmitted):
             self._order(event)
@@ -76,54 +91,115 @@ class MemorySink:
 
     def _order(self, event: OrderSubmitted) -> None:
         o = event.order
-        row = {"client_order_id": o.client_order_id, "run_id": self.run_id, "strategy": o.strategy,
-               "symbol": o.symbol, "side": o.side.value, "quantity": o.quantity,
-               "equity_fraction": o.equity_fraction, "order_type": o.order_type.value,
-               "limit_price": o.limit_price, "status": event.status,
-               "submitted_at": event.timestamp, "reason": event.reason,
-               "ruleset_version": event.ruleset_version}
+        row = {
+            "client_order_id": o.client_order_id,
+            "run_id": self.run_id,
+            "strategy": o.strategy,
+            "symbol": o.symbol,
+            "side": o.side.value,
+            "quantity": o.quantity,
+            "equity_fraction": o.equity_fraction,
+            "order_type": o.order_type.value,
+            "limit_price": o.limit_price,
+            "status": event.status,
+            "submitted_at": event.timestamp,
+            "reason": event.reason,
+            "ruleset_version": event.ruleset_version,
+        }
         self._orders.append(row)
-        self._audit.append(("order.submitted", {k: v for k, v in row.items() if k != "submitted_at"},
-                            event.timestamp))
+        self._audit.append(
+            (
+                "order.submitted",
+                {k: v for k, v in row.items() if k != "submitted_at"},
+                event.timestamp,
+            )
+        )
 
     def _fill(self, f: Fill) -> None:
-        row = {"fill_id": f.fill_id, "client_order_id": f.client_order_id, "symbol": f.symbol,
-               "side": f.side.value, "quantity": f.quantity, "price": f.price,
-               "commission": f.commission, "slippage_cost": f.slippage_cost,
-               "timestamp": f.timestamp, "strategy": f.strategy, "run_id": self.run_id}
+        row = {
+            "fill_id": f.fill_id,
+            "client_order_id": f.client_order_id,
+            "symbol": f.symbol,
+            "side": f.side.value,
+            "quantity": f.quantity,
+            "price": f.price,
+            "commission": f.commission,
+            "slippage_cost": f.slippage_cost,
+            "timestamp": f.timestamp,
+            "strategy": f.strategy,
+            "run_id": self.run_id,
+        }
         self._fills.append(row)
-        self._audit.append(("order.filled", {k: v for k, v in row.items() if k != "timestamp"},
-                            f.timestamp))
+        self._audit.append(
+            ("order.filled", {k: v for k, v in row.items() if k != "timestamp"}, f.timestamp)
+        )
 
     def _trade(self, t: ClosedTrade) -> None:
-        row = {"run_id": self.run_id, "strategy": t.strategy, "symbol": t.symbol,
-               "side": "long" if t.side > 0 else "short", "quantity": t.quantity,
-               "entry_time": t.entry_time, "exit_time": t.exit_time,
-               "entry_price": t.entry_price, "exit_price": t.exit_price, "pnl": t.pnl,
-               "return_pct": t.return_pct, "entry_reason": t.entry_reason,
-               "exit_reason": t.exit_reason, "regime_at_entry": t.regime_at_entry,
-               "confidence": t.confidence, "rules_touched": list(t.rules),
-               "ruleset_version": t.ruleset_version}
+        row = {
+            "run_id": self.run_id,
+            "strategy": t.strategy,
+            "symbol": t.symbol,
+            "side": "long" if t.side > 0 else "short",
+            "quantity": t.quantity,
+            "entry_time": t.entry_time,
+            "exit_time": t.exit_time,
+            "entry_price": t.entry_price,
+            "exit_price": t.exit_price,
+            "pnl": t.pnl,
+            "return_pct": t.return_pct,
+            "entry_reason": t.entry_reason,
+            "exit_reason": t.exit_reason,
+            "regime_at_entry": t.regime_at_entry,
+            "confidence": t.confidence,
+            "rules_touched": list(t.rules),
+            "ruleset_version": t.ruleset_version,
+        }
         self._trades.append(row)
-        self._audit.append(("trade.closed", {"strategy": t.strategy, "symbol": t.symbol,
-                                             "pnl": round(t.pnl, 2), "exit_reason": t.exit_reason},
-                            t.exit_time))
+        self._audit.append(
+            (
+                "trade.closed",
+                {
+                    "strategy": t.strategy,
+                    "symbol": t.symbol,
+                    "pnl": round(t.pnl, 2),
+                    "exit_reason": t.exit_reason,
+                },
+                t.exit_time,
+            )
+        )
 
     def _transition(self, t: Transition) -> None:
         self.flush()
         self.supervisor_store.record_transition(
-            at=t.timestamp, scope=t.scope, from_state=t.from_state, to_state=t.to_state,
-            reason=t.reason, run_id=self.run_id,
+            at=t.timestamp,
+            scope=t.scope,
+            from_state=t.from_state,
+            to_state=t.to_state,
+            reason=t.reason,
+            run_id=self.run_id,
         )
-        self.audit.append("supervisor.transition",
-                          {"scope": t.scope, "from": t.from_state, "to": t.to_state,
-                           "reason": t.reason, "run_id": self.run_id}, t.timestamp)
+        self.audit.append(
+            "supervisor.transition",
+            {
+                "scope": t.scope,
+                "from": t.from_state,
+                "to": t.to_state,
+                "reason": t.reason,
+                "run_id": self.run_id,
+            },
+            t.timestamp,
+        )
         if self.on_transition is not None:
             self.on_transition(t)
 
     def _pending(self) -> int:
-        return (len(self._orders) + len(self._fills) + len(self._trades) + len(self._decisions)
-                + len(self._equity))
+        return (
+            len(self._orders)
+            + len(self._fills)
+            + len(self._trades)
+            + len(self._decisions)
+            + len(self._equity)
+        )
 
     def flush(self) -> None:
         """Write everything buffered; orders before the fills that reference them."""
@@ -143,5 +219,12 @@ class MemorySink:
         self.counts["fills"] += len(self._fills)
         self.counts["trades"] += len(self._trades)
         self.counts["decisions"] += len(self._decisions)
-        for buf in (self._orders, self._fills, self._trades, self._decisions, self._equity, self._audit):
+        for buf in (
+            self._orders,
+            self._fills,
+            self._trades,
+            self._decisions,
+            self._equity,
+            self._audit,
+        ):
             buf.clear()

@@ -45,9 +45,7 @@ class Constitution(BaseModel):
     def model_post_init(self, __context: object) -> None:
         missing = ALWAYS_FORBIDDEN - set(self.forbidden_modifications)
         if missing:
-            raise ValueError(
-                "forbidden_modifications must include " + ", ".join(sorted(missing))
-            )
+            raise ValueError("forbidden_modifications must include " + ", ".join(sorted(missing)))
 
     def is_forbidden(self, field: str) -> bool:
         return field in self.forbidden_modifications or field in ALWAYS_FORBIDDEN

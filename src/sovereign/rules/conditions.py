@@ -136,7 +136,9 @@ class DayOfWeek(_Condition):
     """True on the given weekdays (0 = Monday ... 6 = Sunday)."""
 
     type: Literal["day_of_week"] = "day_of_week"
-    days: Annotated[tuple[Annotated[int, Field(ge=0, le=6)], ...], Field(min_length=1, max_length=7)]
+    days: Annotated[
+        tuple[Annotated[int, Field(ge=0, le=6)], ...], Field(min_length=1, max_length=7)
+    ]
 
     def evaluate(self, ctx: RuleContext) -> bool:
         return ctx.weekday in self.days

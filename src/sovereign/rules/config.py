@@ -7,9 +7,8 @@ validator enforces both.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,7 +64,9 @@ class StrategyConfig(BaseModel):
     def validated(self, specs: dict[str, ParamSpec]) -> StrategyConfig:
         """This config with defaults filled in; ValueError lists every bad parameter."""
         problems = [f"unknown parameter {k!r}" for k in self.params if k not in specs]
-        problems += [p for k, v in self.params.items() if k in specs and (p := specs[k].check(k, v))]
+        problems += [
+            p for k, v in self.params.items() if k in specs and (p := specs[k].check(k, v))
+        ]
         if problems:
             known = ", ".join(sorted(specs))
             raise ValueError(

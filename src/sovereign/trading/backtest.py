@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.brokers.paper_broker import PaperBroker
+from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.constitution import Constitution
 from sovereign.engines.indicators import FeatureFrame, compute_features
 from sovereign.engines.regime import RegimeEngine, market_returns
@@ -63,8 +63,12 @@ def prepare(panel: BarPanel, regime: RegimeConfig | None = None, *, seed: int = 
     cfg = regime or RegimeConfig()
     features = compute_features(panel)
     engine = RegimeEngine(
-        n_states=cfg.n_states, n_restarts=cfg.n_restarts, refit_every=cfg.refit_every,
-        min_history=cfg.min_history, min_confidence=cfg.min_confidence, seed=seed,
+        n_states=cfg.n_states,
+        n_restarts=cfg.n_restarts,
+        refit_every=cfg.refit_every,
+        min_history=cfg.min_history,
+        min_confidence=cfg.min_confidence,
+        seed=seed,
     )
     path = engine.run(market_returns(panel.close))
     regimes = np.array([Regime(r) for r in path.regime], dtype=object)
@@ -96,7 +100,9 @@ class BacktestResult:
             "end": _iso(self.equity.index[-1]) if len(self.equity) else None,
             "warmup_bars": self.warmup_bars,
             "metrics": {k: _num(v) for k, v in self.metrics.items()},
-            "per_strategy": {k: {m: _num(v) for m, v in d.items()} for k, d in self.per_strategy.items()},
+            "per_strategy": {
+                k: {m: _num(v) for m, v in d.items()} for k, d in self.per_strategy.items()
+            },
             "orders": self.orders,
             "fills": self.fills,
             "ruleset_id": self.ruleset_id,
@@ -121,8 +127,13 @@ class BacktestResult:
             ],
             "open_positions": self.open_positions,
             "transitions": [
-                {"timestamp": _iso(t.timestamp), "scope": t.scope, "from": t.from_state,
-                 "to": t.to_state, "reason": t.reason}
+                {
+                    "timestamp": _iso(t.timestamp),
+                    "scope": t.scope,
+                    "from": t.from_state,
+                    "to": t.to_state,
+                    "reason": t.reason,
+                }
                 for t in self.transitions
             ],
         }
@@ -174,12 +185,20 @@ def run_backtest(
     broker = PaperBroker(exchange, clock=lambda: clock_now[0])
     supervisor = Supervisor(constitution=constitution or Constitution())
     trader = Trader(
-        strategies=strategies, supervisor=supervisor, rules=rules, config=cfg.trader,
-        sink=tap, initial_equity=cfg.cash,
+        strategies=strategies,
+        supervisor=supervisor,
+        rules=rules,
+        config=cfg.trader,
+        sink=tap,
+        initial_equity=cfg.cash,
     )
     loop = BarLoop(
-        panel=panel, features=prep.features, regimes=prep.regimes, exchange=exchange,
-        trader=trader, account=broker.account,
+        panel=panel,
+        features=prep.features,
+        regimes=prep.regimes,
+        exchange=exchange,
+        trader=trader,
+        account=broker.account,
     )
     stamps = list(panel.timestamps.to_pydatetime())
     for i in range(panel.n_bars):
@@ -200,15 +219,22 @@ def summarize(loop: BarLoop, *, warmup: int) -> BacktestResult:
     trades = list(trader.book.closed)
     scored = [t for t in trades if t.entry_bar >= warm]
     metrics = performance(
-        equity.iloc[warm:], scored, traded_notional=loop.traded_notional,
+        equity.iloc[warm:],
+        scored,
+        traded_notional=loop.traded_notional,
         gross_exposure=pd.Series(loop.gross[warm:], index=index[warm:]),
     )
     last = loop.bars[-1] if n else 0
-    marks = {s: float(loop.panel.close[last, j]) for j, s in enumerate(loop.panel.symbols)} if n else {}
+    marks = (
+        {s: float(loop.panel.close[last, j]) for j, s in enumerate(loop.panel.symbols)} if n else {}
+    )
     open_positions = [
         {
-            "strategy": t.strategy, "symbol": t.symbol, "side": "long" if t.side > 0 else "short",
-            "quantity": t.quantity, "entry_time": _iso(t.entry_time),
+            "strategy": t.strategy,
+            "symbol": t.symbol,
+            "side": "long" if t.side > 0 else "short",
+            "quantity": t.quantity,
+            "entry_time": _iso(t.entry_time),
             "entry_price": round(t.entry_price, 6),
             "unrealized_pnl": round(t.unrealized(marks.get(t.symbol, t.entry_price)), 2),
         }

@@ -130,7 +130,9 @@ class Book:
             self.open[key] = self._new_trade(intent, fill, abs(signed), fill_commission, bar)
         else:
             qty = trade.quantity + abs(signed)
-            trade.entry_price = (trade.entry_price * trade.quantity + fill.price * abs(signed)) / qty
+            trade.entry_price = (
+                trade.entry_price * trade.quantity + fill.price * abs(signed)
+            ) / qty
             trade.quantity = qty
             trade.commission += fill_commission
         return done

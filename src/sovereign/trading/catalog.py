@@ -27,24 +27,32 @@ def parse_params(items: Sequence[str], strategies: Sequence[str]) -> dict[str, d
         strategy, _, name = key.rpartition(".")
         targets = [strategy] if strategy else [s for s in strategies if name in REGISTRY[s].specs]
         if strategy and strategy not in out:
-            raise ConfigError(f"--param {item!r}: strategy {strategy!r} is not selected ({', '.join(strategies)})")
+            raise ConfigError(
+                f"--param {item!r}: strategy {strategy!r} is not selected ({', '.join(strategies)})"
+            )
         if not targets:
             known = sorted({p for s in strategies for p in REGISTRY[s].specs})
-            raise ConfigError(f"--param {item!r}: no selected strategy has {name!r} (parameters: {', '.join(known)})")
+            raise ConfigError(
+                f"--param {item!r}: no selected strategy has {name!r} (parameters: {', '.join(known)})"
+            )
         for s in targets:
             out[s][name] = value
     return out
 
 
-def build(names: Sequence[str], params: dict[str, dict[str, float]] | None = None) -> list[BaseStrategy]:
+def build(
+    names: Sequence[str], params: dict[str, dict[str, float]] | None = None
+) -> list[BaseStrategy]:
     """Instantiate strategies; ConfigError names an unknown strategy or a bad parameter."""
     strategies = []
     for name in names:
         cls = REGISTRY.get(name)
         if cls is None:
-            raise ConfigError(f"unknown strategy {name!r} (available: {', '.join(sorted(REGISTRY))})")
+            raise ConfigError(
+                f"unknown strategy {name!r} (available: {', '.join(sorted(REGISTRY))})"
+            )
         try:
-            strategies.append(cls(**(params or {}).get(name, {})))
+            strategies.append(cls(None, **(params or {}).get(name, {})))
         except ValueError as err:
             raise ConfigError(str(err)) from err
     if len(strategies) > 1:

@@ -87,8 +87,11 @@ class BarLoop:
             self.orders_sent += 1
             self.trader.sink.emit(
                 OrderSubmitted(
-                    order=order, timestamp=decided_at, ruleset_version=self.trader.rules.id,
-                    status=report.status.value, reason=report.reason,
+                    order=order,
+                    timestamp=decided_at,
+                    ruleset_version=self.trader.rules.id,
+                    status=report.status.value,
+                    reason=report.reason,
                 )
             )
             if report.status.is_open:
@@ -101,8 +104,11 @@ class BarLoop:
         sup = self.trader.supervisor
         self.trader.sink.emit(
             EquityPoint(
-                timestamp=ts, equity=account.equity, cash=account.cash,
-                drawdown=sup.drawdown(account.equity), gross_exposure=account.gross_exposure,
+                timestamp=ts,
+                equity=account.equity,
+                cash=account.cash,
+                drawdown=sup.drawdown(account.equity),
+                gross_exposure=account.gross_exposure,
                 state=sup.state.value,
             )
         )

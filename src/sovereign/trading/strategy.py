@@ -40,7 +40,8 @@ class MarketView:
     @property
     def close(self) -> np.ndarray:
         """Closes at bar ``i``, shape (n_symbols,)."""
-        return self.panel.close[self.i]
+        row: np.ndarray = self.panel.close[self.i]
+        return row
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

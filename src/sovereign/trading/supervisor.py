@@ -120,7 +120,9 @@ class Supervisor:
             and drawdown < self.recover_drawdown * self.constitution.max_drawdown
             and self.day_loss(equity) < self.constitution.max_daily_loss
         ):
-            out.append(self._move(now, SupervisorState.NORMAL, f"drawdown recovered to {drawdown:.2%}"))
+            out.append(
+                self._move(now, SupervisorState.NORMAL, f"drawdown recovered to {drawdown:.2%}")
+            )
         elif self.state is SupervisorState.NORMAL and self.day_loss(equity) >= (
             self.constitution.max_daily_loss
         ):
@@ -191,7 +193,9 @@ class Supervisor:
         if self.cutting_losses:
             scale = self.reducing_scale  # near the hard stop: smaller new positions, so it can heal
         elif self.state is not SupervisorState.NORMAL:
-            return EntryCheck(approved=False, reason=f"supervisor {self.state.value}: {self.reason}")
+            return EntryCheck(
+                approved=False, reason=f"supervisor {self.state.value}: {self.reason}"
+            )
         if not self.strategy_active(strategy):
             return EntryCheck(approved=False, reason=f"strategy {strategy} is killed")
         until = self.blocked_until.get(symbol)
@@ -250,7 +254,12 @@ class Supervisor:
             "day_start_equity": self.day_start_equity,
             "orders_today": self.orders_today,
             "pools": {
-                k: {"capital": p.capital, "max_loss": p.max_loss, "peak": p.peak, "state": p.state.value}
+                k: {
+                    "capital": p.capital,
+                    "max_loss": p.max_loss,
+                    "peak": p.peak,
+                    "state": p.state.value,
+                }
                 for k, p in self.pools.items()
             },
             "blocked_until": {k: v.isoformat() for k, v in self.blocked_until.items()},
@@ -269,7 +278,9 @@ class Supervisor:
         )
         for k, p in data.get("pools", {}).items():
             sup.pools[k] = _Pool(
-                capital=p["capital"], max_loss=p["max_loss"], peak=p["peak"],
+                capital=p["capital"],
+                max_loss=p["max_loss"],
+                peak=p["peak"],
                 state=StrategyState(p["state"]),
             )
         sup.blocked_until = {
@@ -279,7 +290,11 @@ class Supervisor:
 
     def _move(self, now: datetime, to: SupervisorState, reason: str) -> Transition:
         t = Transition(
-            timestamp=now, scope="global", from_state=self.state.value, to_state=to.value, reason=reason
+            timestamp=now,
+            scope="global",
+            from_state=self.state.value,
+            to_state=to.value,
+            reason=reason,
         )
         self.state, self.reason = to, reason
         return t

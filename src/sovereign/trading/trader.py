@@ -181,7 +181,12 @@ class Trader:
     ) -> str | None:
         rules = self._position_rules.get(trade.strategy, ())
         if rules:
-            effect = RuleSet.apply(rules, self._context(view, trade.strategy, j, trade.confidence, drawdown, in_position=True))
+            effect = RuleSet.apply(
+                rules,
+                self._context(
+                    view, trade.strategy, j, trade.confidence, drawdown, in_position=True
+                ),
+            )
             trade.rules.extend(effect.fired)
             if effect.stop_atr_mult is not None and math.isfinite(trade.atr):
                 tighter = price - trade.side * effect.stop_atr_mult * trade.atr
@@ -197,14 +202,18 @@ class Trader:
             return f"ATR take profit at {trade.take_profit:.2f}"
         if trade.max_hold_bars is not None and view.i - trade.entry_bar >= trade.max_hold_bars:
             return f"held {view.i - trade.entry_bar} bars (max {trade.max_hold_bars})"
-        if trade.exit_on_regime_change and view.regime.value != trade.regime_at_entry and (
-            view.regime in (Regime.TRENDING_DOWN, Regime.VOLATILE)
+        if (
+            trade.exit_on_regime_change
+            and view.regime.value != trade.regime_at_entry
+            and (view.regime in (Regime.TRENDING_DOWN, Regime.VOLATILE))
         ):
             return f"regime changed from {trade.regime_at_entry} to {view.regime.value}"
         strategy = self.strategies.get(trade.strategy)
         return None if strategy is None else strategy.exit_reason(view, trade.held())
 
-    def _exit_order(self, view: MarketView, trade: OpenTrade, reason: str, leg: str = "exit") -> Order:
+    def _exit_order(
+        self, view: MarketView, trade: OpenTrade, reason: str, leg: str = "exit"
+    ) -> Order:
         trade.exit_reason = reason
         coid = make_client_order_id(
             strategy=trade.strategy,
@@ -216,11 +225,23 @@ class Trader:
         )
         trade.exit_order = coid
         self.book.intents[coid] = Intent(
-            strategy=trade.strategy, symbol=trade.symbol, kind="exit", side=-trade.side,
-            reason=reason, bar=view.i, ruleset_version=self.rules.id,
+            strategy=trade.strategy,
+            symbol=trade.symbol,
+            kind="exit",
+            side=-trade.side,
+            reason=reason,
+            bar=view.i,
+            ruleset_version=self.rules.id,
         )
-        self._decide(view, trade.strategy, trade.symbol, "exit", "ordered", reason,
-                     confidence=trade.confidence)
+        self._decide(
+            view,
+            trade.strategy,
+            trade.symbol,
+            "exit",
+            "ordered",
+            reason,
+            confidence=trade.confidence,
+        )
         return Order(
             client_order_id=coid,
             symbol=trade.symbol,
@@ -272,49 +293,71 @@ class Trader:
         price = float(view.close[j])
         atr = float(view.features.atr[view.i, j])
         if not (math.isfinite(price) and price > 0):
-            return self._skip(view, strategy, signal, "no valid price"), 0.0
+            return self._skip(view, strategy, signal, "no valid price")
         if signal.stop_atr is not None and not (math.isfinite(atr) and atr > 0):
-            return self._skip(view, strategy, signal, "ATR not available yet"), 0.0
+            return self._skip(view, strategy, signal, "ATR not available yet")
         effect = RuleSet.apply(
-            self._entry_rules[strategy], self._context(view, strategy, j, signal.confidence, drawdown)
+            self._entry_rules[strategy],
+            self._context(view, strategy, j, signal.confidence, drawdown),
         )
         if effect.block_days:
             self.supervisor.block(signal.symbol, view.timestamp + timedelta(days=effect.block_days))
         if effect.skip_reason is not None:
-            return self._skip(view, strategy, signal, effect.skip_reason, effect), 0.0
+            return self._skip(view, strategy, signal, effect.skip_reason, effect)
         check = self.supervisor.check_entry(
-            now=now, strategy=strategy, symbol=signal.symbol, confidence=signal.confidence,
+            now=now,
+            strategy=strategy,
+            symbol=signal.symbol,
+            confidence=signal.confidence,
             gross_exposure=gross,
         )
         if not check.approved:
-            return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked"), 0.0
+            return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked")
         fraction = self._size(view, signal, effect, check.max_fraction)
         if fraction <= 0:
-            return self._skip(view, strategy, signal, "no edge at this confidence", effect), 0.0
+            return self._skip(view, strategy, signal, "no edge at this confidence", effect)
         coid = make_client_order_id(
-            strategy=strategy, ruleset_version=self.rules.id, symbol=signal.symbol,
-            signal_time=view.timestamp, leg="entry", namespace=self.config.order_namespace,
+            strategy=strategy,
+            ruleset_version=self.rules.id,
+            symbol=signal.symbol,
+            signal_time=view.timestamp,
+            leg="entry",
+            namespace=self.config.order_namespace,
         )
         if signal.equity_fraction is not None:
             order = Order(
-                client_order_id=coid, symbol=signal.symbol,
-                side=Side.BUY if signal.side > 0 else Side.SELL, equity_fraction=fraction,
-                strategy=strategy, created_at=view.timestamp,
+                client_order_id=coid,
+                symbol=signal.symbol,
+                side=Side.BUY if signal.side > 0 else Side.SELL,
+                equity_fraction=fraction,
+                strategy=strategy,
+                created_at=view.timestamp,
             )
         else:
             qty = math.floor(fraction * equity / price)
             if qty < 1:
-                return self._skip(view, strategy, signal, "size rounds to zero shares", effect), 0.0
+                return self._skip(view, strategy, signal, "size rounds to zero shares", effect)
             order = Order(
-                client_order_id=coid, symbol=signal.symbol,
-                side=Side.BUY if signal.side > 0 else Side.SELL, quantity=float(qty),
-                strategy=strategy, created_at=view.timestamp,
+                client_order_id=coid,
+                symbol=signal.symbol,
+                side=Side.BUY if signal.side > 0 else Side.SELL,
+                quantity=float(qty),
+                strategy=strategy,
+                created_at=view.timestamp,
             )
         self.book.intents[coid] = self._intent(view, strategy, signal, effect, atr)
         self.supervisor.count_order()
-        self._decide(view, strategy, signal.symbol, "enter", "ordered", signal.reason,
-                     confidence=signal.confidence, rules=tuple(effect.fired),
-                     inputs={"price": price, "atr": atr, "fraction": round(fraction, 6)})
+        self._decide(
+            view,
+            strategy,
+            signal.symbol,
+            "enter",
+            "ordered",
+            signal.reason,
+            confidence=signal.confidence,
+            rules=tuple(effect.fired),
+            inputs={"price": price, "atr": atr, "fraction": round(fraction, 6)},
+        )
         return order, fraction
 
     def _size(self, view: MarketView, signal: Signal, effect: RuleEffect, cap: float) -> float:
@@ -341,18 +384,38 @@ class Trader:
             stop = min(stop, effect.stop_atr_mult) if stop is not None else effect.stop_atr_mult
         tp = signal.take_profit_atr
         if effect.take_profit_atr_mult is not None:
-            tp = min(tp, effect.take_profit_atr_mult) if tp is not None else effect.take_profit_atr_mult
+            tp = (
+                min(tp, effect.take_profit_atr_mult)
+                if tp is not None
+                else effect.take_profit_atr_mult
+            )
         return Intent(
-            strategy=strategy, symbol=signal.symbol, kind="entry", side=signal.side,
-            reason=signal.reason, bar=view.i, ruleset_version=self.rules.id, atr=atr,
-            stop_atr=stop, take_profit_atr=tp, max_hold_bars=signal.max_hold_bars,
-            exit_on_regime_change=signal.exit_on_regime_change, regime=view.regime.value,
-            confidence=signal.confidence, rules=tuple(effect.fired),
+            strategy=strategy,
+            symbol=signal.symbol,
+            kind="entry",
+            side=signal.side,
+            reason=signal.reason,
+            bar=view.i,
+            ruleset_version=self.rules.id,
+            atr=atr,
+            stop_atr=stop,
+            take_profit_atr=tp,
+            max_hold_bars=signal.max_hold_bars,
+            exit_on_regime_change=signal.exit_on_regime_change,
+            regime=view.regime.value,
+            confidence=signal.confidence,
+            rules=tuple(effect.fired),
         )
 
     def _context(
-        self, view: MarketView, strategy: str, j: int, confidence: float, drawdown: float,
-        *, in_position: bool = False,
+        self,
+        view: MarketView,
+        strategy: str,
+        j: int,
+        confidence: float,
+        drawdown: float,
+        *,
+        in_position: bool = False,
     ) -> RuleContext:
         f, i = view.features, view.i
         vol_pct = float(f.volume_percentile[i, j])
@@ -374,25 +437,57 @@ class Trader:
     # ---- events --------------------------------------------------------------------------------
 
     def _skip(
-        self, view: MarketView, strategy: str, signal: Signal, reason: str,
-        effect: RuleEffect | None = None, outcome: str = "skipped",
-    ) -> None:
-        self._decide(view, strategy, signal.symbol, "enter", outcome, reason,
-                     confidence=signal.confidence,
-                     rules=tuple(effect.fired) if effect is not None else ())
+        self,
+        view: MarketView,
+        strategy: str,
+        signal: Signal,
+        reason: str,
+        effect: RuleEffect | None = None,
+        outcome: str = "skipped",
+    ) -> tuple[None, float]:
+        """Record a candidate that was not traded; returns the "no order" result of _entry."""
+        self._decide(
+            view,
+            strategy,
+            signal.symbol,
+            "enter",
+            outcome,
+            reason,
+            confidence=signal.confidence,
+            rules=tuple(effect.fired) if effect is not None else (),
+        )
+        return None, 0.0
 
     def _decide(
-        self, view: MarketView, strategy: str, symbol: str, action: str, outcome: str, reason: str,
-        *, confidence: float | None = None, rules: tuple[str, ...] = (),
+        self,
+        view: MarketView,
+        strategy: str,
+        symbol: str,
+        action: str,
+        outcome: str,
+        reason: str,
+        *,
+        confidence: float | None = None,
+        rules: tuple[str, ...] = (),
         inputs: dict[str, object] | None = None,
     ) -> None:
         self.sink.emit(
             Decision(
-                timestamp=view.timestamp, strategy=strategy, symbol=symbol, action=action,
-                outcome=outcome, reason=reason, confidence=confidence, regime=view.regime.value,
+                timestamp=view.timestamp,
+                strategy=strategy,
+                symbol=symbol,
+                action=action,
+                outcome=outcome,
+                reason=reason,
+                confidence=confidence,
+                regime=view.regime.value,
                 rules_fired=rules,
-                inputs={"bar": view.timestamp.isoformat(), "ruleset": self.rules.id,
-                        "regime_confidence": round(view.regime_confidence, 4), **(inputs or {})},
+                inputs={
+                    "bar": view.timestamp.isoformat(),
+                    "ruleset": self.rules.id,
+                    "regime_confidence": round(view.regime_confidence, 4),
+                    **(inputs or {}),
+                },
             )
         )
 

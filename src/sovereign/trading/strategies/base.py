@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from sovereign.rules.config import ParamSpec, StrategyConfig
+from sovereign.trading.strategy import HeldPosition, MarketView, Signal
 
 
-class BaseStrategy:
+class BaseStrategy(ABC):
     """Holds a validated :class:`StrategyConfig` and a Beta-binomial calibration of confidence.
 
     Confidence is calibrated from the strategy's own closed trades: each (regime) bucket keeps a
@@ -29,6 +31,19 @@ class BaseStrategy:
         self.p = self.config.params
         self._wins: dict[str, float] = {}
         self._trades: dict[str, float] = {}
+
+    @property
+    @abstractmethod
+    def warmup_bars(self) -> int:
+        """Bars of history the strategy needs before its first signal."""
+
+    @abstractmethod
+    def entries(self, view: MarketView, held: dict[str, HeldPosition]) -> list[Signal]:
+        """Entry signals at bar ``view.i`` for symbols not in ``held``."""
+
+    @abstractmethod
+    def exit_reason(self, view: MarketView, position: HeldPosition) -> str | None:
+        """Why to close ``position`` now, or None (stops and targets are the Trader's)."""
 
     def calibrate(self, regime: str, won: bool) -> None:
         self._trades[regime] = self._trades.get(regime, 0.0) + 1.0

@@ -21,7 +21,9 @@ class Momentum(BaseStrategy):
     name: ClassVar[str] = "momentum"
     specs: ClassVar[dict[str, ParamSpec]] = {
         "lookback": ParamSpec(default=252, low=21, high=504, integer=True, description="bars"),
-        "skip": ParamSpec(default=21, low=0, high=63, integer=True, description="recent bars skipped"),
+        "skip": ParamSpec(
+            default=21, low=0, high=63, integer=True, description="recent bars skipped"
+        ),
         "top_k": ParamSpec(default=5, low=1, high=50, integer=True, description="symbols held"),
         "rebalance_bars": ParamSpec(default=21, low=5, high=126, integer=True, description="bars"),
         "stop_atr": ParamSpec(default=4.0, low=1.0, high=10.0, description="crash stop, ATRs"),
@@ -40,7 +42,8 @@ class Momentum(BaseStrategy):
             return np.full(view.panel.n_symbols, np.nan)
         close = view.panel.close
         with np.errstate(invalid="ignore", divide="ignore"):
-            return close[i - skip] / close[i - lookback] - 1.0
+            scores: np.ndarray = close[i - skip] / close[i - lookback] - 1.0
+        return scores
 
     def _rebalance_due(self, view: MarketView) -> bool:
         return view.i >= self.warmup_bars and view.i % int(self.p["rebalance_bars"]) == 0

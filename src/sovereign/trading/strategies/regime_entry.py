@@ -37,7 +37,10 @@ class RegimeEntry(BaseStrategy):
             default=0.55, low=0.3, high=0.9, description="raw confidence of a clean signal"
         ),
         "min_atr_pct": ParamSpec(
-            default=0.2, low=0.0, high=5.0, description="ignore symbols with ATR below this % of price"
+            default=0.2,
+            low=0.0,
+            high=5.0,
+            description="ignore symbols with ATR below this % of price",
         ),
     }
 

@@ -43,14 +43,18 @@ class SmaCross(BaseStrategy):
         f_prev, s_prev, f_now, s_now = f[i - 1], s[i - 1], f[i], s[i]
         up = (f_prev < s_prev) & (f_now > s_now)
         down = (f_prev > s_prev) & (f_now < s_now)
-        return up.astype(np.int8) - down.astype(np.int8)
+        cross: np.ndarray = up.astype(np.int8) - down.astype(np.int8)
+        return cross
 
     def _averages(self, view: MarketView) -> tuple[np.ndarray, np.ndarray]:
         """Fast and slow SMAs for every bar of the panel, shape (n_bars, n_symbols), NaN before
         a full window. Row t averages closes t-n+1..t only (causal); computed once per panel."""
         close = view.panel.close
         if self._cache_key is not close:
-            self._cache = (self._sma(close, int(self.p["fast"])), self._sma(close, int(self.p["slow"])))
+            self._cache = (
+                self._sma(close, int(self.p["fast"])),
+                self._sma(close, int(self.p["slow"])),
+            )
             self._cache_key = close
         return self._cache
 
