@@ -11,11 +11,11 @@ from sovereign.brokers import (
     Broker,
     Order,
     OrderStatus,
-    PaperBroker,
     PaperConfig,
     PaperExchange,
     Side,
 )
+from sovereign.brokers.paper_broker import PaperBroker
 
 from .conformance import Advance, BrokerConformance
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sovereign.brokers import Fill, PaperPortfolio, Side
+from sovereign.brokers import Fill, Side
+from sovereign.brokers.paper_portfolio import PaperPortfolio
 
 T = datetime(2024, 1, 2, tzinfo=UTC)
 _seq = iter(range(1_000_000))

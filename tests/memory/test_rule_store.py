@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from sovereign.errors import IntegrityError
-from sovereign.memory import NotFound, RuleStore, make_engine, upgrade
+from sovereign.memory import NotFound, make_engine, upgrade
+from sovereign.memory.rule_store import RuleStore
 from sovereign.rules import (
     All,
     AtrAbove,

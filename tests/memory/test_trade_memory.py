@@ -16,9 +16,9 @@ from sovereign.memory import (
     EquitySnapshotRow,
     NotFound,
     OrderRow,
-    TradeMemory,
     TradeRow,
 )
+from sovereign.memory.trade_memory import TradeMemory
 
 from .conftest import T0
 

@@ -189,7 +189,7 @@ def _parse_number(col: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Series | N
         if np.isfinite(values).all():
             return values, np.zeros(len(values), dtype=bool), None
     except (TypeError, ValueError):
-        pass
+        pass  # not every cell is a clean number: the slow path below says which one is not
     text, empty = _text(col)
     values = pd.to_numeric(text.where(~empty, ""), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
+from sovereign.errors import ConfigError
 from sovereign.memory.tables import table_of
 
 
@@ -120,7 +121,7 @@ def upsert(
     elif dialect == "postgresql":
         stmt = postgresql.insert(table)
     else:  # pragma: no cover - only the two supported backends reach here
-        raise NotImplementedError(f"upsert on {dialect!r}")
+        raise ConfigError(f"database {dialect!r} is not supported; use SQLite or PostgreSQL")
     if update:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(key), set_={c: stmt.excluded[c] for c in update}

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from sovereign.errors import ConfigError
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -312,7 +314,7 @@ def _append_only_ddl(dialect: str) -> list[str]:
             "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
             "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
         ]
-    raise NotImplementedError(f"no append-only triggers for dialect {dialect!r}")
+    raise ConfigError(f"database {dialect!r} is not supported; use SQLite or PostgreSQL")
 
 
 def _drop_append_only_ddl(dialect: str) -> list[str]:
