@@ -9,7 +9,6 @@ import numpy as np
 
 from benchmarks._timing import report
 from benchmarks.backtest_sample import TEN_RULES
-from sovereign.brokers.paper_broker import PaperBroker
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.constitution import Constitution
 from sovereign.market.synthetic import generate
@@ -25,8 +24,6 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
     panel = generate(symbols=n_symbols, n_bars=n_bars, seed=seed).panel
     prepared = prepare(panel, RegimeConfig(min_history=300, refit_every=1000), seed=seed)
     exchange = PaperExchange(panel.symbols, config=PaperConfig(), cash=10_000_000.0, seed=seed)
-    now = [panel.timestamps[0].to_pydatetime()]
-    broker = PaperBroker(exchange, clock=lambda: now[0])
     strategies = build(["regime_entry", "momentum"], {"momentum": {"lookback": 126}})
     trader = Trader(
         strategies=strategies,
@@ -40,7 +37,6 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
         regimes=prepared.regimes,
         exchange=exchange,
         trader=trader,
-        account=broker.account,
     )
     inner = trader.step
     times: list[float] = []
@@ -53,7 +49,6 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
 
     trader.step = timed_step  # type: ignore[method-assign]
     for i in range(panel.n_bars):
-        now[0] = panel.timestamps[i].to_pydatetime()
         loop.step(i)
     return times[trader.warmup_bars :]
 

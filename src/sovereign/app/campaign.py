@@ -20,7 +20,6 @@ from sovereign.app.backtesting import load_panel
 from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.persist import MemorySink
-from sovereign.brokers.paper_broker import PaperBroker
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.errors import ConfigError, HaltTrading
 from sovereign.market.bars import BarPanel
@@ -30,7 +29,7 @@ from sovereign.trading.backtest import BacktestResult, RegimeConfig, summarize
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import Transition
 from sovereign.trading.loop import BarLoop
-from sovereign.trading.supervisor import SupervisorState
+from sovereign.trading.supervisor import Supervisor, SupervisorState
 from sovereign.trading.trader import Trader, TraderConfig
 
 DEFAULT_YEARS = 7
@@ -148,7 +147,7 @@ def run_campaign(
     )
     app.audit.append("run.started", {"run_id": run_id, **config}, started)
 
-    supervisor = persisted.__class__(constitution=constitution)  # a fresh account, fresh limits
+    supervisor = Supervisor(constitution=constitution)  # a fresh paper account, fresh limits
     warmup = max(s.warmup_bars for s in strategies)
     loop_start = max(0, first - warmup)
 
@@ -166,7 +165,6 @@ def run_campaign(
         panel.symbols, config=PaperConfig(), cash=options.cash, seed=options.seed
     )
     clock = SimulatedClock(panel.timestamps[loop_start].to_pydatetime())
-    broker = PaperBroker(exchange, clock=clock.now)
     trader = Trader(
         strategies=strategies,
         supervisor=supervisor,
@@ -181,7 +179,6 @@ def run_campaign(
         regimes=prepared.regimes,
         exchange=exchange,
         trader=trader,
-        account=broker.account,
     )
     warp = TimeWarp(options.speed)
     stopped: str | None = None
@@ -214,10 +211,11 @@ def run_campaign(
         app.save_supervisor(supervisor, clock.now())
     result = summarize(loop, warmup=first - loop_start)
     end = loop.panel.timestamps[loop_start + len(loop.equity) - 1].to_pydatetime()
+    as_json = result.to_json()
     summary = {
         "final_equity": result.final_equity,
-        "metrics": result.to_json()["metrics"],
-        "per_strategy": result.to_json()["per_strategy"],
+        "metrics": as_json["metrics"],
+        "per_strategy": as_json["per_strategy"],
         "stopped": stopped,
         "trades": len(result.trades),
     }

@@ -145,10 +145,7 @@ class TradeMemory:
 
     def orders(self, *, run_id: str | None = None, status: str | None = None) -> list[OrderRow]:
         query = select(OrderRow).order_by(col(OrderRow.submitted_at), col(OrderRow.client_order_id))
-        if run_id is not None:
-            query = query.where(OrderRow.run_id == run_id)
-        if status is not None:
-            query = query.where(OrderRow.status == status)
+        query = _equal(query, OrderRow, run_id=run_id, status=status)
         with session(self._engine) as db:
             return list(db.exec(query).all())
 
@@ -156,10 +153,7 @@ class TradeMemory:
         self, *, run_id: str | None = None, client_order_id: str | None = None
     ) -> list[FillRow]:
         query = select(FillRow).order_by(col(FillRow.timestamp), col(FillRow.fill_id))
-        if run_id is not None:
-            query = query.where(FillRow.run_id == run_id)
-        if client_order_id is not None:
-            query = query.where(FillRow.client_order_id == client_order_id)
+        query = _equal(query, FillRow, run_id=run_id, client_order_id=client_order_id)
         with session(self._engine) as db:
             return list(db.exec(query).all())
 
@@ -173,12 +167,7 @@ class TradeMemory:
     ) -> list[TradeRow]:
         """Round trips in exit order; ``since`` filters on ``exit_time`` (inclusive)."""
         query = select(TradeRow).order_by(col(TradeRow.exit_time), col(TradeRow.id))
-        if run_id is not None:
-            query = query.where(TradeRow.run_id == run_id)
-        if strategy is not None:
-            query = query.where(TradeRow.strategy == strategy)
-        if symbol is not None:
-            query = query.where(TradeRow.symbol == symbol)
+        query = _equal(query, TradeRow, run_id=run_id, strategy=strategy, symbol=symbol)
         if since is not None:
             query = query.where(col(TradeRow.exit_time) >= since)
         with session(self._engine) as db:
@@ -202,8 +191,7 @@ class TradeMemory:
             .where(PositionSnapshotRow.run_id == run_id)
             .order_by(col(PositionSnapshotRow.timestamp), col(PositionSnapshotRow.id))
         )
-        if symbol is not None:
-            query = query.where(PositionSnapshotRow.symbol == symbol)
+        query = _equal(query, PositionSnapshotRow, symbol=symbol)
         with session(self._engine) as db:
             return list(db.exec(query).all())
 
@@ -219,12 +207,7 @@ class TradeMemory:
     ) -> list[DecisionRow]:
         """Decisions in time order; ``since`` inclusive, ``until`` exclusive."""
         query = select(DecisionRow).order_by(col(DecisionRow.timestamp), col(DecisionRow.id))
-        if run_id is not None:
-            query = query.where(DecisionRow.run_id == run_id)
-        if strategy is not None:
-            query = query.where(DecisionRow.strategy == strategy)
-        if symbol is not None:
-            query = query.where(DecisionRow.symbol == symbol)
+        query = _equal(query, DecisionRow, run_id=run_id, strategy=strategy, symbol=symbol)
         if since is not None:
             query = query.where(col(DecisionRow.timestamp) >= since)
         if until is not None:
@@ -234,3 +217,11 @@ class TradeMemory:
 
 
 __all__ = ["Rows", "TradeMemory"]
+
+
+def _equal(query: Any, table: type[SQLModel], **values: object) -> Any:
+    """``query`` narrowed to rows whose columns equal the given values; None means any."""
+    for name, value in values.items():
+        if value is not None:
+            query = query.where(getattr(table, name) == value)
+    return query

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sovereign.brokers.paper_broker import PaperBroker
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.constitution import Constitution
 from sovereign.engines.indicators import FeatureFrame, compute_features
@@ -181,8 +180,6 @@ def run_backtest(
     prep = prepared or prepare(panel, cfg.regime, seed=cfg.seed)
     tap = _TransitionTap(sink)
     exchange = PaperExchange(panel.symbols, config=cfg.paper, cash=cfg.cash, seed=cfg.seed)
-    clock_now: list[datetime] = [panel.timestamps[0].to_pydatetime()]
-    broker = PaperBroker(exchange, clock=lambda: clock_now[0])
     supervisor = Supervisor(constitution=constitution or Constitution())
     trader = Trader(
         strategies=strategies,
@@ -198,11 +195,8 @@ def run_backtest(
         regimes=prep.regimes,
         exchange=exchange,
         trader=trader,
-        account=broker.account,
     )
-    stamps = list(panel.timestamps.to_pydatetime())
     for i in range(panel.n_bars):
-        clock_now[0] = stamps[i]
         loop.step(i)
         if on_bar is not None:
             on_bar(i, loop)

@@ -11,7 +11,6 @@ replays, so every mode runs the very same sequence per bar:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,7 +41,6 @@ class BarLoop:
     regimes: RegimeSeries
     exchange: PaperExchange
     trader: Trader
-    account: Callable[[], AccountReport]
     equity: list[float] = field(default_factory=list)
     bars: list[int] = field(default_factory=list)  # bar index of each equity point
     gross: list[float] = field(default_factory=list)
@@ -70,7 +68,8 @@ class BarLoop:
                     self._open.discard(coid)
                     if report is not None:
                         self.trader.on_report(report)
-        account = self.account()
+        decided_at = now or ts
+        account = self.exchange.portfolio.account_report(decided_at)
         prev = self.regimes.regime[i - 1] if i > 0 else Regime.UNCERTAIN
         view = MarketView(
             i=i,
@@ -81,7 +80,6 @@ class BarLoop:
             regime_confidence=float(self.regimes.confidence[i]),
             prev_regime=prev,
         )
-        decided_at = now or ts
         for order in self.trader.step(view, account, decided_at):
             report = self.exchange.submit(order, decided_at)
             self.orders_sent += 1

@@ -1,4 +1,5 @@
-"""The Strategy protocol and what a strategy sees and says.
+"""What a strategy sees and says (the strategy contract itself is
+:class:`sovereign.trading.strategies.base.BaseStrategy`).
 
 A strategy reads one :class:`MarketView` (the bar panel up to and including row ``i``, its
 causal features and the market regime) and returns entry :class:`Signal` s and exit reasons. It
@@ -11,13 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
 
 import numpy as np
 
 from sovereign.engines.indicators import FeatureFrame
 from sovereign.market.bars import BarPanel
-from sovereign.rules.config import ParamSpec, StrategyConfig
 from sovereign.rules.context import Regime
 
 
@@ -73,20 +72,3 @@ class HeldPosition:
     entry_bar: int
     entry_price: float
     entry_time: datetime
-
-
-class Strategy(Protocol):
-    """A signal generator with declared, bounded parameters."""
-
-    name: ClassVar[str]
-    specs: ClassVar[dict[str, ParamSpec]]
-    config: StrategyConfig
-
-    @property
-    def warmup_bars(self) -> int: ...
-
-    def entries(self, view: MarketView, held: dict[str, HeldPosition]) -> list[Signal]: ...
-
-    def exit_reason(self, view: MarketView, position: HeldPosition) -> str | None: ...
-
-    def calibrate(self, regime: str, won: bool) -> None: ...

@@ -154,10 +154,15 @@ class Trader:
             return "ATR engine returned a non-finite or negative value"
         return None
 
-    @staticmethod
-    def _marks(view: MarketView) -> dict[str, float]:
+    def _marks(self, view: MarketView) -> dict[str, float]:
+        """Valid closes of the symbols the book holds (the only ones pools are marked at)."""
         close = view.close
-        return {s: float(close[j]) for j, s in enumerate(view.panel.symbols) if close[j] > 0}
+        marks = {}
+        for symbol in {t.symbol for t in self.book.open.values()}:
+            price = float(close[view.panel.column(symbol)])
+            if price > 0:
+                marks[symbol] = price
+        return marks
 
     # ---- exits ---------------------------------------------------------------------------------
 
