@@ -22,6 +22,8 @@ from sovereign.rules.conditions import (
     DrawdownAbove,
     Not,
     RegimeIs,
+    ReturnAbove,
+    ReturnBelow,
     SymbolIn,
     VolumeAbove,
     VolumeBelow,
@@ -29,10 +31,25 @@ from sovereign.rules.conditions import (
 from sovereign.rules.config import ParamSpec, StrategyConfig
 from sovereign.rules.context import Regime, RuleContext, RuleFeature
 from sovereign.rules.hashing import canonical_json, content_hash
+from sovereign.rules.proposals import (
+    PROPOSAL_KINDS,
+    AddRule,
+    ModifyConstitution,
+    ModifyRule,
+    Proposal,
+    ProposalSource,
+    RetireRule,
+    TuneParameter,
+    apply_proposal,
+    parse_proposal,
+    proposal_schema,
+)
 from sovereign.rules.rule import Rule, RuleEffect, RuleSet
 
 __all__ = [
+    "PROPOSAL_KINDS",
     "Action",
+    "AddRule",
     "All",
     "Any_",
     "AtrAbove",
@@ -45,10 +62,17 @@ __all__ = [
     "DayOfWeek",
     "DrawdownAbove",
     "ExitPosition",
+    "ModifyConstitution",
+    "ModifyRule",
     "Not",
     "ParamSpec",
+    "Proposal",
+    "ProposalSource",
     "Regime",
     "RegimeIs",
+    "RetireRule",
+    "ReturnAbove",
+    "ReturnBelow",
     "Rule",
     "RuleContext",
     "RuleEffect",
@@ -60,8 +84,12 @@ __all__ = [
     "StrategyConfig",
     "SymbolIn",
     "TightenStop",
+    "TuneParameter",
     "VolumeAbove",
     "VolumeBelow",
+    "apply_proposal",
     "canonical_json",
     "content_hash",
+    "parse_proposal",
+    "proposal_schema",
 ]

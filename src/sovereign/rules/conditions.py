@@ -158,6 +158,51 @@ class ConsecutiveLossesAbove(_Condition):
         return frozenset({RuleFeature.TRADE_HISTORY})
 
 
+class ReturnAbove(_Condition):
+    """The symbol's log return ``lag`` bars ago above ``pct`` percent (``lag`` 0 = current bar).
+
+    A negative ``lag`` would read a bar that has not happened yet: the type can express it so
+    that such a proposal parses and is rejected with a clear code (``RULE_LOOKAHEAD``), and the
+    gate's look-ahead guard catches it independently.
+    """
+
+    type: Literal["return_above"] = "return_above"
+    pct: Annotated[float, Field(ge=-100, le=100)]
+    lag: Annotated[int, Field(ge=-5, le=250)] = 0
+
+    def evaluate(self, ctx: RuleContext) -> bool:
+        value = _return_at(ctx, self.lag)
+        return value is not None and value * 100.0 > self.pct
+
+    def features(self) -> frozenset[RuleFeature]:
+        return frozenset({RuleFeature.RETURNS})
+
+    def shape(self) -> object:
+        return {"type": self.type, "ahead": self.lag < 0}
+
+
+class ReturnBelow(_Condition):
+    """The symbol's log return ``lag`` bars ago below ``pct`` percent (see :class:`ReturnAbove`)."""
+
+    type: Literal["return_below"] = "return_below"
+    pct: Annotated[float, Field(ge=-100, le=100)]
+    lag: Annotated[int, Field(ge=-5, le=250)] = 0
+
+    def evaluate(self, ctx: RuleContext) -> bool:
+        value = _return_at(ctx, self.lag)
+        return value is not None and value * 100.0 < self.pct
+
+    def features(self) -> frozenset[RuleFeature]:
+        return frozenset({RuleFeature.RETURNS})
+
+    def shape(self) -> object:
+        return {"type": self.type, "ahead": self.lag < 0}
+
+
+def _return_at(ctx: RuleContext, lag: int) -> float | None:
+    return None if ctx.return_at is None else ctx.return_at(lag)
+
+
 class All(_Condition):
     type: Literal["and"] = "and"
     all: Annotated[tuple[Condition, ...], Field(min_length=1, max_length=16)]
@@ -212,6 +257,8 @@ Condition = Annotated[
     | SymbolIn
     | DayOfWeek
     | ConsecutiveLossesAbove
+    | ReturnAbove
+    | ReturnBelow
     | All
     | Any_
     | Not,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +25,7 @@ class RuleFeature(StrEnum):
     DRAWDOWN = "drawdown"
     CALENDAR = "calendar"
     TRADE_HISTORY = "trade_history"
+    RETURNS = "returns"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -32,7 +34,9 @@ class RuleContext:
 
     ``volume_percentile``: 0..100 rank of the bar's volume in its trailing window, None when the
     source has no volume. ``atr_pct``: ATR as percent of price. ``drawdown``: account drawdown
-    from peak as a fraction (0.05 = 5%). ``weekday``: 0 = Monday.
+    from peak as a fraction (0.05 = 5%). ``weekday``: 0 = Monday. ``return_at(lag)``: the
+    symbol's log return ``lag`` bars before the current one (0 = the current bar), None when the
+    data has no such bar.
     """
 
     symbol: str
@@ -46,3 +50,4 @@ class RuleContext:
     weekday: int
     consecutive_losses: int
     in_position: bool = False
+    return_at: Callable[[int], float | None] | None = None

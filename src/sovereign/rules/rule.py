@@ -88,16 +88,28 @@ def _tighter(current: float | None, new: float) -> float:
     return new if current is None else min(current, new)
 
 
+ParamOverrides = dict[str, dict[str, float]]
+
+
 class RuleSet(BaseModel):
-    """An ordered, versioned collection of rules. Its id is the hash of its rules' ids."""
+    """An ordered, versioned collection of rules plus strategy parameter overrides.
+
+    ``params`` maps strategy -> parameter -> value for the parameters that proposals have tuned
+    (everything else keeps the strategy's declared default or the operator's setting). The id is
+    the hash of the rules' ids and, when there are any, the overrides: one id, one behaviour.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rules: tuple[Rule, ...] = ()
+    params: ParamOverrides = Field(default_factory=dict)
 
     @cached_property
     def id(self) -> str:
-        return content_hash([r.id for r in self.rules], prefix="rs-")
+        ids = [r.id for r in self.rules]
+        if not any(self.params.values()):
+            return content_hash(ids, prefix="rs-")
+        return content_hash({"rules": ids, "params": self.params}, prefix="rs-")
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -109,7 +121,15 @@ class RuleSet(BaseModel):
         return tuple(r for r in self.rules if r.applies_to(strategy))
 
     def with_rules(self, rules: Iterable[Rule]) -> RuleSet:
-        return RuleSet(rules=tuple(rules))
+        return RuleSet(rules=tuple(rules), params=self.params)
+
+    def with_param(self, strategy: str, name: str, value: float) -> RuleSet:
+        params = {s: dict(p) for s, p in self.params.items()}
+        params.setdefault(strategy, {})[name] = value
+        return RuleSet(rules=self.rules, params=params)
+
+    def strategy_params(self, strategy: str) -> dict[str, float]:
+        return dict(self.params.get(strategy, {}))
 
     @staticmethod
     def apply(rules: Iterable[Rule], ctx: RuleContext) -> RuleEffect:

@@ -425,6 +425,17 @@ class Trader:
         f, i = view.features, view.i
         vol_pct = float(f.volume_percentile[i, j])
         atr_pct = float(f.atr_pct[i, j])
+        returns = f.returns
+
+        def return_at(lag: int) -> float | None:
+            # Rows after ``i`` may exist in a backtest's precomputed features; a negative lag
+            # reads them, which is exactly the look-ahead the gate's guard exists to catch.
+            row = i - lag
+            if not 0 <= row < returns.shape[0]:
+                return None
+            value = float(returns[row, j])
+            return value if math.isfinite(value) else None
+
         return RuleContext(
             symbol=view.panel.symbols[j],
             strategy=strategy,
@@ -437,6 +448,7 @@ class Trader:
             weekday=view.timestamp.weekday(),
             consecutive_losses=self.book.losing_streak.get(strategy, 0),
             in_position=in_position,
+            return_at=return_at,
         )
 
     # ---- events --------------------------------------------------------------------------------
