@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sovereign.errors import ConfigError
+from sovereign.market.bars import BarPanel, Feature
+from sovereign.rules.config import ParamSpec
+from sovereign.rules.context import RuleFeature
 from sovereign.trading.strategies import REGISTRY, BaseStrategy
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("regime_entry", "momentum")
@@ -61,3 +64,31 @@ def build(
             type(s)(s.config.model_copy(update={"pool_fraction": share})) for s in strategies
         ]
     return strategies
+
+
+def strategy_specs(names: Sequence[str]) -> dict[str, dict[str, ParamSpec]]:
+    """Declared parameter bounds of the named strategies (what proposals may tune)."""
+    return {n: dict(REGISTRY[n].specs) for n in names if n in REGISTRY}
+
+
+def effective_params(
+    names: Sequence[str], *layers: dict[str, dict[str, float]] | None
+) -> dict[str, dict[str, float]]:
+    """Every parameter's value in force: declared defaults, then each layer (operator settings,
+    deployed overrides, ...) on top, later layers winning."""
+    out = {
+        n: {k: spec.default for k, spec in specs.items()}
+        for n, specs in strategy_specs(names).items()
+    }
+    for layer in layers:
+        for name, params in (layer or {}).items():
+            if name in out:
+                out[name].update(params)
+    return out
+
+
+def rule_features(panel: BarPanel) -> frozenset[RuleFeature]:
+    """The rule inputs ``panel`` can provide: volume only when the source has it (ATR falls back
+    to a close-to-close proxy, flagged in the features, so it is always available)."""
+    features = frozenset(RuleFeature)
+    return features if Feature.VOLUME in panel.features else features - {RuleFeature.VOLUME}

@@ -74,6 +74,20 @@ class Trader:
             for n, rs in self._entry_rules.items()
         }
 
+    def set_params(self, overrides: dict[str, dict[str, float]]) -> None:
+        """Apply deployed parameter overrides (strategy -> name -> value) from the next bar.
+
+        Each changed strategy is rebuilt from its current config with the new values (bounds are
+        checked again) and keeps its confidence calibration; pools and open trades are untouched.
+        """
+        for name, params in overrides.items():
+            old = self.strategies.get(name)
+            if old is None or all(old.p.get(k) == v for k, v in params.items()):
+                continue
+            new = type(old)(old.config, **params)
+            new.adopt_calibration(old)
+            self.strategies[name] = new
+
     @property
     def warmup_bars(self) -> int:
         return max((s.warmup_bars for s in self.strategies.values()), default=0)

@@ -45,6 +45,11 @@ class BaseStrategy(ABC):
     def exit_reason(self, view: MarketView, position: HeldPosition) -> str | None:
         """Why to close ``position`` now, or None (stops and targets are the Trader's)."""
 
+    def adopt_calibration(self, other: BaseStrategy) -> None:
+        """Carry ``other``'s trade record over (a parameter change is not a new strategy)."""
+        self._wins = dict(other._wins)
+        self._trades = dict(other._trades)
+
     def calibrate(self, regime: str, won: bool) -> None:
         self._trades[regime] = self._trades.get(regime, 0.0) + 1.0
         self._wins[regime] = self._wins.get(regime, 0.0) + (1.0 if won else 0.0)
