@@ -134,7 +134,7 @@ PROPOSAL_KINDS: tuple[str, ...] = (
     "tune_parameter",
     "modify_constitution",
 )
-_ADAPTER: TypeAdapter[Proposal] = TypeAdapter(Proposal)
+_ADAPTER: TypeAdapter[Proposal] = TypeAdapter(Proposal)  # type: ignore[arg-type]
 
 
 def parse_proposal(raw: object) -> Proposal:
