@@ -188,3 +188,14 @@ def test_any_rule_round_trips_with_the_same_id(cond: object, factor: float) -> N
     assert again == rule
     assert again.id == rule.id
     assert isinstance(rule.when.evaluate(ctx()), bool)
+
+
+def test_a_copy_gets_its_own_content_hash() -> None:
+    from sovereign.rules import RegimeIs, Rule, RuleSet, SkipTrade
+
+    rule = Rule(name="a", when=RegimeIs(regime="volatile"), then=SkipTrade(reason="x"))
+    copy = rule.model_copy(update={"name": "b"})
+    assert copy.id != rule.id
+    assert copy.id == Rule.model_validate(copy.model_dump()).id
+    rs = RuleSet(rules=(rule,))
+    assert rs.model_copy(update={"rules": (copy,)}).id == RuleSet(rules=(copy,)).id

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from sovereign.rules.hashing import content_hash
+from sovereign.rules.hashing import ContentAddressed, content_hash
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -40,7 +40,7 @@ class ParamSpec:
         return None
 
 
-class StrategyConfig(BaseModel):
+class StrategyConfig(ContentAddressed):
     """A strategy's parameters, checked against the strategy's declared :class:`ParamSpec`s."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

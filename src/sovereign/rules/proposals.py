@@ -16,9 +16,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import ConfigDict, Field, JsonValue, TypeAdapter
 
-from sovereign.rules.hashing import content_hash
+from sovereign.rules.hashing import ContentAddressed, content_hash
 from sovereign.rules.rule import Rule, RuleSet
 
 RuleId = Annotated[str, Field(min_length=3, max_length=40, pattern=r"^r-[0-9a-f]+$")]
@@ -32,7 +32,7 @@ class ProposalSource(StrEnum):
     HUMAN = "human"
 
 
-class _Proposal(BaseModel):
+class _Proposal(ContentAddressed):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rationale: Annotated[str, Field(min_length=1, max_length=4000)]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from sovereign.rules.actions import (
     Action,
@@ -21,12 +21,12 @@ from sovereign.rules.actions import (
 )
 from sovereign.rules.conditions import Condition
 from sovereign.rules.context import RuleContext, RuleFeature
-from sovereign.rules.hashing import content_hash
+from sovereign.rules.hashing import ContentAddressed, content_hash
 
 RuleName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][\w.\- ]*$")]
 
 
-class Rule(BaseModel):
+class Rule(ContentAddressed):
     """``{"name", "strategy" (or null for all), "when": CONDITION, "then": ACTION}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -91,7 +91,7 @@ def _tighter(current: float | None, new: float) -> float:
 ParamOverrides = dict[str, dict[str, float]]
 
 
-class RuleSet(BaseModel):
+class RuleSet(ContentAddressed):
     """An ordered, versioned collection of rules plus strategy parameter overrides.
 
     ``params`` maps strategy -> parameter -> value for the parameters that proposals have tuned
