@@ -31,9 +31,16 @@ class RunSettings(_Section):
 
 
 class LlmSettings(_Section):
+    """An OpenAI-compatible endpoint. ``model`` unset means no LLM: the offline heuristic
+    proposer runs. ``base_url`` / ``api_key`` default to ``OPENAI_BASE_URL`` /
+    ``OPENAI_API_KEY``; a local server (Ollama, vLLM, llama.cpp) needs only the URL."""
+
     model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
 
 
 class TelegramSettings(_Section):

@@ -1,0 +1,75 @@
+"""LangGraph state machines: the improvement cycle, the LLM proposer, checkpointing."""
+
+from sovereign.graph.checkpoint import CHECKPOINT_FILE, open_checkpointer, sqlite_checkpointer
+from sovereign.graph.cycle import (
+    REVIEW,
+    CycleGraph,
+    build_cycle_graph,
+    build_review_graph,
+    cycle_summary,
+    run_cycle,
+)
+from sovereign.graph.llm import (
+    BATCH_TOOL,
+    LLMProposals,
+    LLMProposer,
+    ProposalBatch,
+    Unparseable,
+    batch_tool_schema,
+    make_chat_model,
+    parse_batch,
+)
+from sovereign.graph.prompts import fence, fence_json, system_prompt, user_prompt
+from sovereign.graph.services import (
+    AUTODEPLOY_FROZEN,
+    DEPLOY_REFUSED,
+    GATE_REJECTED,
+    LLM_UNAVAILABLE,
+    LLM_UNPARSEABLE,
+    MAX_PROPOSALS_PER_BATCH,
+    NOTIFY_FAILED,
+    PROPOSAL_DUPLICATE,
+    VERDICT_REJECTED,
+    CycleContext,
+    CycleServices,
+)
+from sovereign.graph.state import CycleResult, CycleState, ProposalOutcome, ReviewState
+
+__all__ = [
+    "AUTODEPLOY_FROZEN",
+    "BATCH_TOOL",
+    "CHECKPOINT_FILE",
+    "DEPLOY_REFUSED",
+    "GATE_REJECTED",
+    "LLM_UNAVAILABLE",
+    "LLM_UNPARSEABLE",
+    "MAX_PROPOSALS_PER_BATCH",
+    "NOTIFY_FAILED",
+    "PROPOSAL_DUPLICATE",
+    "REVIEW",
+    "VERDICT_REJECTED",
+    "CycleContext",
+    "CycleGraph",
+    "CycleResult",
+    "CycleServices",
+    "CycleState",
+    "LLMProposals",
+    "LLMProposer",
+    "ProposalBatch",
+    "ProposalOutcome",
+    "ReviewState",
+    "Unparseable",
+    "batch_tool_schema",
+    "build_cycle_graph",
+    "build_review_graph",
+    "cycle_summary",
+    "fence",
+    "fence_json",
+    "make_chat_model",
+    "open_checkpointer",
+    "parse_batch",
+    "run_cycle",
+    "sqlite_checkpointer",
+    "system_prompt",
+    "user_prompt",
+]

@@ -1,0 +1,25 @@
+"""LangChain tools that expose memory and analytics to LLM nodes, READ-ONLY."""
+
+from sovereign.tools.memory_tools import (
+    MAX_TRADES,
+    MAX_VERSIONS,
+    MemoryReader,
+    memory_tools,
+    readonly_memory_tools,
+)
+from sovereign.tools.readonly import (
+    read_only_connect_args,
+    read_only_engine,
+    sqlite_read_only_url,
+)
+
+__all__ = [
+    "MAX_TRADES",
+    "MAX_VERSIONS",
+    "MemoryReader",
+    "memory_tools",
+    "read_only_connect_args",
+    "read_only_engine",
+    "readonly_memory_tools",
+    "sqlite_read_only_url",
+]
