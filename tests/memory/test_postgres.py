@@ -41,7 +41,7 @@ from sovereign.memory import (
 from sovereign.rules import Regime, RegimeIs, Rule, RuleSet, ScalePosition, SkipTrade, VolumeBelow
 
 from .conftest import T0
-from .test_migrations import EXPECTED_TABLES, _diff
+from .test_migrations import EXPECTED_TABLES, HEAD, _diff
 
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed: pip install 'psycopg[binary]>=3.1,<4'"
@@ -176,7 +176,7 @@ def pg_engine(pg_admin_url: str) -> Iterator[Engine]:
 
 
 def test_migrations_match_the_metadata_and_downgrade(pg_engine: Engine) -> None:
-    assert current_revision(pg_engine) == "0001"
+    assert current_revision(pg_engine) == HEAD
     assert set(inspect(pg_engine).get_table_names()) == EXPECTED_TABLES | {"alembic_version"}
     assert _diff(pg_engine, __import__("sovereign.memory").memory.metadata) == []
     downgrade(pg_engine, "base")
@@ -187,7 +187,7 @@ def test_migrations_match_the_metadata_and_downgrade(pg_engine: Engine) -> None:
         ).scalar()
         assert functions == 0
     upgrade(pg_engine)
-    assert current_revision(pg_engine) == "0001"
+    assert current_revision(pg_engine) == HEAD
 
 
 def test_audit_chain_and_append_only_triggers(pg_engine: Engine) -> None:

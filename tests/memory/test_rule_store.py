@@ -238,3 +238,92 @@ def test_deploy_and_its_audit_entry_share_one_transaction(engine: Engine, store:
     assert store.active_version() == 1
     assert [e.payload for e in audit.entries()] == [{"version": 1}]
     assert audit.verify().ok
+
+
+# --- parameter overrides (migration 0002) --------------------------------------------------
+
+
+def test_parameter_overrides_round_trip_and_count_in_the_id(store: RuleStore) -> None:
+    plain = RuleSet(rules=(R1, R2))
+    tuned = plain.with_param("momentum", "lookback", 63.0).with_param("regime_entry", "atr", 2.5)
+    assert tuned.id != plain.id
+    v_plain = store.save_version(plain, reason="", source="t", at=T0)
+    v_tuned = store.save_version(tuned, reason="tune", source="t", at=T0)
+    assert store.versions()[-1].params == {
+        "momentum": {"lookback": 63.0},
+        "regime_entry": {"atr": 2.5},
+    }
+    loaded = store.version(v_tuned)
+    assert loaded == tuned
+    assert loaded.id == tuned.id
+    assert loaded.strategy_params("momentum") == {"lookback": 63.0}
+    assert store.activate(v_plain) == plain  # rolling back drops the overrides too
+    assert store.version(v_plain).params == {}
+
+
+def test_altered_parameter_overrides_are_an_integrity_error(
+    engine: Engine, store: RuleStore
+) -> None:
+    v = store.save_version(
+        RuleSet(rules=(R1,)).with_param("momentum", "lookback", 63.0), reason="", source="t"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE ruleset_versions SET params = ? WHERE version = ?",
+            ('{"momentum": {"lookback": 20.0}}', v),
+        )
+    with pytest.raises(IntegrityError, match="hashes to"):
+        store.version(v)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE ruleset_versions SET params = ? WHERE version = ?",
+            ('{"momentum": {"lookback": "long"}}', v),
+        )
+    with pytest.raises(IntegrityError, match="invalid parameter overrides"):
+        store.activate(v)
+
+
+def test_non_finite_parameter_is_refused(store: RuleStore) -> None:
+    with pytest.raises(ValueError, match="not finite"):
+        store.save_version(
+            RuleSet().with_param("momentum", "lookback", float("nan")), reason="", source="t"
+        )
+    assert store.versions() == []
+
+
+_params = st.dictionaries(
+    st.sampled_from(["momentum", "regime_entry", "sma_cross"]),
+    st.dictionaries(
+        st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+        st.floats(allow_nan=False, allow_infinity=False),
+        max_size=3,
+    ),
+    max_size=3,
+)
+
+
+def test_property_overrides_survive_save_and_rollback(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'm.db'}")
+    upgrade(eng)
+    store = RuleStore(eng)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(rules=_rulesets, first=_params, second=_params)
+    def check(
+        rules: RuleSet, first: dict[str, dict[str, float]], second: dict[str, dict[str, float]]
+    ) -> None:
+        a = RuleSet(rules=rules.rules, params=first)
+        b = RuleSet(rules=rules.rules, params=second)
+        v1 = store.save_version(a, reason="a", source="prop")
+        store.save_version(b, reason="b", source="prop")
+        assert store.active() == (v1 + 1, b)
+        restored = store.activate(v1)
+        assert restored == a
+        assert restored.id == a.id
+
+    try:
+        check()
+    finally:
+        eng.dispose()

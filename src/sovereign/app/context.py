@@ -13,6 +13,7 @@ from sovereign.constitution import load as load_constitution
 from sovereign.memory import (
     AuditLog,
     ConstitutionStore,
+    ProposalStore,
     RuleStore,
     SupervisorStore,
     TradeMemory,
@@ -31,6 +32,7 @@ class App:
     engine: Engine
     memory: TradeMemory
     rules: RuleStore
+    proposals: ProposalStore
     constitutions: ConstitutionStore
     supervisor_store: SupervisorStore
     audit: AuditLog
@@ -48,6 +50,7 @@ class App:
             engine=engine,
             memory=TradeMemory(engine),
             rules=RuleStore(engine),
+            proposals=ProposalStore(engine),
             constitutions=ConstitutionStore(engine),
             supervisor_store=SupervisorStore(engine),
             audit=AuditLog(engine),

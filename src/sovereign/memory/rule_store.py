@@ -1,16 +1,18 @@
 """Versioned rule sets.
 
-Rules are stored once by content hash (``rules``); a version is the ordered list of rule ids plus
-where it came from (``ruleset_versions``); the ``active_pointer`` row named ``"rules"`` says
-which version is in force. Saving a version (rules, version row, pointer) is one transaction.
-Loading a version rebuilds the :class:`~sovereign.rules.RuleSet` and checks that it hashes to
+Rules are stored once by content hash (``rules``); a version is the ordered list of rule ids,
+the strategy parameter overrides (``params``) and where it came from (``ruleset_versions``); the
+``active_pointer`` row named ``"rules"`` says which version is in force. Saving a version (rules,
+version row, pointer) is one transaction. Loading a version rebuilds the :class:`~sovereign.rules.RuleSet` and checks that it hashes to
 the recorded id, so a rollback restores exactly that content or fails loudly.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -49,6 +51,10 @@ class RuleStore:
         With ``db``, the save joins the caller's transaction (e.g. with its audit entry).
         """
         at = _now(at)
+        for strategy, values in ruleset.params.items():
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    raise ValueError(f"parameter {strategy}.{name} = {value} is not finite")
         rule_rows: dict[str, dict[str, object]] = {}
         for rule in ruleset.rules:
             rule_rows.setdefault(
@@ -66,6 +72,7 @@ class RuleStore:
             row = RuleSetVersionRow(
                 ruleset_id=ruleset.id,
                 rule_ids=[r.id for r in ruleset.rules],
+                params={s: dict(p) for s, p in ruleset.params.items()},
                 parent_version=pointer.version if pointer is not None else None,
                 reason=reason,
                 source=source,
@@ -79,30 +86,31 @@ class RuleStore:
                 self._point(tx, row.version, at)
             return row.version
 
-    def active(self) -> tuple[int, RuleSet] | None:
-        """The active version number and its rule set, or None before any version is active."""
-        with session(self._engine) as db:
-            pointer = db.get(ActivePointerRow, self._pointer)
+    def active(self, *, db: Session | None = None) -> tuple[int, RuleSet] | None:
+        """The active version number and its rule set, or None before any version is active.
+        With ``db``, read inside the caller's transaction."""
+        with joined(self._engine, db) as tx:
+            pointer = tx.get(ActivePointerRow, self._pointer)
             if pointer is None:
                 return None
-            return pointer.version, _load(db, pointer.version)
+            return pointer.version, _load(tx, pointer.version)
 
-    def active_version(self) -> int | None:
-        with session(self._engine) as db:
-            pointer = db.get(ActivePointerRow, self._pointer)
+    def active_version(self, *, db: Session | None = None) -> int | None:
+        with joined(self._engine, db) as tx:
+            pointer = tx.get(ActivePointerRow, self._pointer)
             return None if pointer is None else pointer.version
 
-    def version(self, n: int) -> RuleSet:
+    def version(self, n: int, *, db: Session | None = None) -> RuleSet:
         """Rule set version ``n``. Raises :class:`NotFound` or, for altered content,
         :class:`~sovereign.errors.IntegrityError`."""
-        with session(self._engine) as db:
-            return _load(db, n)
+        with joined(self._engine, db) as tx:
+            return _load(tx, n)
 
-    def versions(self) -> list[RuleSetVersionRow]:
+    def versions(self, *, db: Session | None = None) -> list[RuleSetVersionRow]:
         """Every version's record, oldest first."""
-        with session(self._engine) as db:
+        with joined(self._engine, db) as tx:
             query = select(RuleSetVersionRow).order_by(col(RuleSetVersionRow.version))
-            return list(db.exec(query).all())
+            return list(tx.exec(query).all())
 
     def activate(self, n: int, *, at: datetime | None = None, db: Session | None = None) -> RuleSet:
         """Make version ``n`` active (a rollback) after checking its content; returns it."""
@@ -138,7 +146,13 @@ def _load(db: Session, n: int) -> RuleSet:
     missing = wanted - stored.keys()
     if missing:
         raise IntegrityError(f"rule set version {n} refers to missing rules {sorted(missing)}")
-    ruleset = RuleSet(rules=tuple(_rule(stored[rule_id]) for rule_id in row.rule_ids))
+    rules = tuple(_rule(stored[rule_id]) for rule_id in row.rule_ids)
+    try:
+        ruleset = RuleSet(rules=rules, params=row.params)
+    except ValidationError as err:
+        raise IntegrityError(
+            f"rule set version {n} has invalid parameter overrides: {err}"
+        ) from err
     if ruleset.id != row.ruleset_id:
         raise IntegrityError(
             f"rule set version {n} hashes to {ruleset.id}, recorded as {row.ruleset_id}"

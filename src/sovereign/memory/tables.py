@@ -7,7 +7,9 @@ way on SQLite and PostgreSQL. The migrations under ``memory/migrations`` create 
 schema; ``tests/memory/test_migrations.py`` compares the two.
 
     runs ─┬─ orders, fills, trades, decisions, equity_snapshots, position_snapshots  (run_id FK)
-    rules ── ruleset_versions (rule_ids, ordered) ── active_pointer ("rules" -> version)
+    rules ── ruleset_versions (rule_ids, ordered; params) ── active_pointer ("rules" -> version)
+    proposals ─┬─ verdicts                  (proposal_id FK; one per stage reached)
+               └─ deployments ── rollbacks  (to_version/from_version FK ruleset_versions)
     constitution_snapshots, supervisor_transitions, kv_state, audit_log (append-only, chained)
 """
 
@@ -228,6 +230,13 @@ class RuleSetVersionRow(MemoryModel, table=True):
     version: int | None = Field(default=None, primary_key=True)
     ruleset_id: str = Field(index=True)
     rule_ids: list[str] = _json(default_factory=list)
+    # strategy -> parameter -> value (RuleSet.params); "{}" for rows written before 0002.
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        nullable=False,
+        sa_column_kwargs={"server_default": "{}"},
+    )
     parent_version: int | None = Field(default=None, foreign_key="ruleset_versions.version")
     reason: str = ""
     source: str = ""
@@ -242,6 +251,79 @@ class ActivePointerRow(MemoryModel, table=True):
     name: str = Field(primary_key=True)
     version: int = Field(foreign_key="ruleset_versions.version")
     updated_at: datetime = _utc()
+
+
+# --- self-modification: proposals, verdicts, deployments, rollbacks -------------------------
+
+
+class ProposalRow(MemoryModel, table=True):
+    """A proposal as received, by content hash (``"p-…"``). ``body`` is the proposal's
+    ``model_dump(mode="json")``; input that did not parse is kept too, as whatever JSON came in,
+    with ``kind`` ``"unparseable"``, no family and an id ``"p-raw-…"`` (hash of the raw text)."""
+
+    __tablename__ = "proposals"
+
+    proposal_id: str = Field(primary_key=True)
+    kind: str
+    family: str | None = Field(default=None, index=True)
+    source: str
+    body: Any = Field(sa_type=JSON, nullable=False)
+    summary: str = ""
+    cycle_id: str | None = Field(default=None, index=True)
+    created_at: datetime = _utc()
+
+
+class VerdictRow(MemoryModel, table=True):
+    """How far a proposal got in one attempt: ``stage`` is ``"propose"`` (the proposer's own
+    output failed), ``"validate"``, ``"gate"`` or ``"deploy"``; ``violations`` are ``{code,
+    field, message}`` objects, ``codes`` their codes."""
+
+    __tablename__ = "verdicts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(foreign_key="proposals.proposal_id", index=True)
+    cycle_id: str | None = None
+    stage: str
+    accepted: bool
+    codes: list[str] = _json(default_factory=list)
+    violations: list[dict[str, Any]] = _json(default_factory=list)
+    gate_report: dict[str, Any] | None = _json(nullable=True)
+    created_at: datetime = _utc(index=True)
+
+
+class DeploymentRow(MemoryModel, table=True):
+    """A proposal put in force as rule set version ``to_version``. One per proposal (UNIQUE):
+    deploying it again is a no-op. ``status`` is ``"active"``, ``"superseded"`` (a later
+    deployment replaced it) or ``"rolled_back"``."""
+
+    __tablename__ = "deployments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(foreign_key="proposals.proposal_id", unique=True)
+    from_version: int | None = Field(default=None, foreign_key="ruleset_versions.version")
+    to_version: int = Field(foreign_key="ruleset_versions.version")
+    ruleset_id: str
+    deployed_at: datetime = _utc(index=True)
+    expected_max_drawdown: float
+    baseline_equity: float | None = None
+    status: str = "active"
+    rolled_back_at: datetime | None = _utc(nullable=True)
+    rollback_reason: str | None = None
+
+
+class RollbackRow(MemoryModel, table=True):
+    """The active rule set put back to an earlier version, by a person or by the canary."""
+
+    __tablename__ = "rollbacks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    from_version: int | None = Field(default=None, foreign_key="ruleset_versions.version")
+    to_version: int = Field(foreign_key="ruleset_versions.version")
+    ruleset_id: str
+    at: datetime = _utc(index=True)
+    by: str
+    reason: str = ""
+    deployment_id: int | None = Field(default=None, foreign_key="deployments.id")
 
 
 # --- constitution, supervisor, flags, audit -------------------------------------------------
@@ -306,17 +388,21 @@ __all__ = [
     "AuditLogRow",
     "ConstitutionSnapshotRow",
     "DecisionRow",
+    "DeploymentRow",
     "EquitySnapshotRow",
     "FillRow",
     "KVStateRow",
     "MemoryModel",
     "OrderRow",
     "PositionSnapshotRow",
+    "ProposalRow",
+    "RollbackRow",
     "RuleRow",
     "RuleSetVersionRow",
     "RunRow",
     "SupervisorTransitionRow",
     "TradeRow",
+    "VerdictRow",
     "metadata",
     "table_of",
 ]
