@@ -1,85 +1,30 @@
-"""The `sovereign` command line. Every command that reports takes ``--json`` and then prints
-exactly one JSON object on stdout. Errors print a sentence that says what to fix and exit 2."""
+"""Trading commands: backtest and the autonomous paper campaign."""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable
-from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sovereign.errors import ConfigError, ConstitutionTampered, DataError, SovereignError
-
-app = typer.Typer(
-    help="Sovereign: an autonomous, self-improving trading system under an immutable constitution.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from sovereign.cli._common import (
+    JsonOpt,
+    app,
+    err,
+    friendly,
+    open_app,
+    out,
+    parse_date,
+    print_json,
 )
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
-db_app = typer.Typer(help="The database.", no_args_is_help=True)
-constitution_app = typer.Typer(help="Show or amend the constitution.", invoke_without_command=True)
-app.add_typer(audit_app, name="audit")
-app.add_typer(db_app, name="db")
-app.add_typer(constitution_app, name="constitution")
-
-out = Console()
-err = Console(stderr=True, soft_wrap=True)  # no wrapping: paths in errors stay whole
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-
-
-def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn Sovereign's own errors into one clear line and exit code 2 (3 for tampering)."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ConstitutionTampered as e:
-            err.print(f"[bold red]refused:[/] {e}")
-            raise typer.Exit(3) from e
-        except (ConfigError, DataError) as e:
-            err.print(f"[bold red]error:[/] {e}")
-            raise typer.Exit(2) from e
-        except SovereignError as e:
-            err.print(f"[bold red]error:[/] {type(e).__name__}: {e}")
-            raise typer.Exit(2) from e
-
-    return wrapper
-
-
-def _print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, default=str) + "\n")
-
-
-def _date(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    from datetime import UTC
-
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} {value!r} is not an ISO date such as 2019-01-31") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
+from sovereign.errors import ConfigError
 
 # ---- backtest ------------------------------------------------------------------------------
 
 
 @app.command()
-@_friendly
+@friendly
 def backtest(
     strategy: Annotated[
         list[str] | None,
@@ -139,8 +84,8 @@ def backtest(
         universe=universe,
         symbols=tuple(symbol or ()),
         params=tuple(param or ()),
-        start=_date(start, "--start"),
-        end=_date(end, "--end"),
+        start=parse_date(start, "--start"),
+        end=parse_date(end, "--end"),
         commission=commission,
         cash=cash,
         costs=costs,
@@ -152,7 +97,7 @@ def backtest(
         err.print(f"[dim]backtesting {request.describe()} …[/]")
     result = run_request(request)
     if as_json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
         return
     _print_backtest(result)
 
@@ -198,18 +143,8 @@ def _print_backtest(result: Any) -> None:
 # ---- the autonomous loop ---------------------------------------------------------------------
 
 
-def _app() -> Any:
-    from sovereign.app.context import App
-    from sovereign.app.logs import setup_logging
-    from sovereign.settings import Settings
-
-    settings = Settings()
-    setup_logging(settings.log_dir, settings.log_level)
-    return App.open(settings)
-
-
 @app.command()
-@_friendly
+@friendly
 def run(
     start: Annotated[
         str | None,
@@ -244,7 +179,7 @@ def run(
     options = CampaignOptions(
         universe=universe or rs.universe,
         data=data,
-        start=_date(start or rs.start, "--start"),
+        start=parse_date(start or rs.start, "--start"),
         days=days if days is not None else rs.days,
         seed=seed if seed is not None else rs.seed,
         cash=cash or rs.cash,
@@ -252,9 +187,9 @@ def run(
     )
     # Data is validated before anything is opened or written: bad data refuses to start cleanly.
     panel = load_panel(options.data, options.universe, (), None, None)
-    ctx = _app()
+    ctx = open_app()
     if as_json:
-        _print_json(run_campaign(ctx, options, panel=panel).to_json())
+        print_json(run_campaign(ctx, options, panel=panel).to_json())
         return
     _print_campaign(_run_with_progress(ctx, options, panel))
 
@@ -303,127 +238,3 @@ def _print_campaign(report: Any) -> None:
         f"database: [bold]{report.database}[/]  (inspect with `sovereign status`, "
         "`sovereign audit verify`)"
     )
-
-
-@app.command()
-@_friendly
-def status(as_json: JsonOpt = False) -> None:
-    """Supervisor state, last run, active rules and the constitution pin."""
-    from sovereign.app.control import status as get_status
-
-    s = get_status(_app())
-    if as_json:
-        _print_json(s)
-        return
-    table = Table(title="Sovereign status", show_header=False)
-    for key, value in s.items():
-        table.add_row(
-            key.replace("_", " "),
-            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value),
-        )
-    out.print(table)
-
-
-@app.command()
-@_friendly
-def halt(
-    reason: Annotated[str, typer.Option(help="Why trading must stop.")] = "halted by a person",
-    by: Annotated[str, typer.Option(help="Who halts.")] = "cli",
-    as_json: JsonOpt = False,
-) -> None:
-    """Halt trading now (persisted: survives restarts until `sovereign resume`)."""
-    from sovereign.app.control import halt as do_halt
-
-    result = do_halt(_app(), by=by, reason=reason)
-    _print_json(result) if as_json else out.print(f"[bold red]HALTED[/] ({result['reason']})")
-
-
-@app.command()
-@_friendly
-def resume(
-    by: Annotated[str, typer.Option(help="The person who decides to trade again.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """Lift a halt. Only a person does this; it is recorded with their name."""
-    from sovereign.app.control import resume as do_resume
-
-    result = do_resume(_app(), by=by)
-    _print_json(result) if as_json else out.print(
-        f"[bold green]{result['state']}[/] ({result['message']})"
-    )
-
-
-@audit_app.command("verify")
-@_friendly
-def audit_verify(as_json: JsonOpt = False) -> None:
-    """Recompute the audit log's hash chain and report whether it is intact."""
-    ctx = _app()
-    v = ctx.audit.verify()
-    payload = {
-        "ok": v.ok,
-        "rows": v.rows,
-        "first_bad_seq": v.first_bad_seq,
-        "reason": v.reason,
-        "database": ctx.settings.db_url,
-    }
-    if as_json:
-        _print_json(payload)
-    elif v.ok:
-        out.print(f"[bold green]audit chain intact[/]: {v.rows} entries ({ctx.settings.db_url})")
-    else:
-        out.print(f"[bold red]audit chain BROKEN[/] at seq {v.first_bad_seq}: {v.reason}")
-    if not v.ok:
-        raise typer.Exit(1)
-
-
-@db_app.command("upgrade")
-@_friendly
-def db_upgrade(as_json: JsonOpt = False) -> None:
-    """Create or migrate the database schema to the latest version."""
-    from sovereign.memory import current_revision
-
-    ctx = _app()
-    rev = current_revision(ctx.engine)
-    _print_json({"revision": rev, "database": ctx.settings.db_url}) if as_json else out.print(
-        f"database at revision [bold]{rev}[/] ({ctx.settings.db_url})"
-    )
-
-
-@constitution_app.callback()
-@_friendly
-def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Show the constitution and whether its file matches the recorded hash."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from sovereign.app.control import constitution as get_constitution
-
-    payload = get_constitution(_app())
-    if as_json:
-        _print_json(payload)
-        return
-    table = Table(title=f"Constitution ({payload['pin']})", show_header=False)
-    for key, value in payload["limits"].items():
-        table.add_row(key, str(value))
-    out.print(table)
-
-
-@constitution_app.command("amend")
-@_friendly
-def constitution_amend(
-    by: Annotated[str, typer.Option(help="The person accepting the changed file.")],
-    note: Annotated[str, typer.Option(help="Why the constitution changed.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """Accept the current constitution file as the new pinned version (people only)."""
-    sha = _app().amend_constitution(by=by, note=note)
-    _print_json({"sha256": sha, "by": by}) if as_json else out.print(
-        f"constitution pinned at {sha[:12]}… by {by}"
-    )
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,137 @@
+"""Operator commands: status, halt, resume, the audit log, the database, the constitution."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sovereign.cli._common import (
+    JsonOpt,
+    app,
+    audit_app,
+    constitution_app,
+    db_app,
+    friendly,
+    open_app,
+    out,
+    print_json,
+)
+
+
+@app.command()
+@friendly
+def status(as_json: JsonOpt = False) -> None:
+    """Supervisor state, last run, active rules and the constitution pin."""
+    from sovereign.app.control import status as get_status
+
+    s = get_status(open_app())
+    if as_json:
+        print_json(s)
+        return
+    table = Table(title="Sovereign status", show_header=False)
+    for key, value in s.items():
+        table.add_row(
+            key.replace("_", " "),
+            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value),
+        )
+    out.print(table)
+
+
+@app.command()
+@friendly
+def halt(
+    reason: Annotated[str, typer.Option(help="Why trading must stop.")] = "halted by a person",
+    by: Annotated[str, typer.Option(help="Who halts.")] = "cli",
+    as_json: JsonOpt = False,
+) -> None:
+    """Halt trading now (persisted: survives restarts until `sovereign resume`)."""
+    from sovereign.app.control import halt as do_halt
+
+    result = do_halt(open_app(), by=by, reason=reason)
+    print_json(result) if as_json else out.print(f"[bold red]HALTED[/] ({result['reason']})")
+
+
+@app.command()
+@friendly
+def resume(
+    by: Annotated[str, typer.Option(help="The person who decides to trade again.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Lift a halt. Only a person does this; it is recorded with their name."""
+    from sovereign.app.control import resume as do_resume
+
+    result = do_resume(open_app(), by=by)
+    print_json(result) if as_json else out.print(
+        f"[bold green]{result['state']}[/] ({result['message']})"
+    )
+
+
+@audit_app.command("verify")
+@friendly
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Recompute the audit log's hash chain and report whether it is intact."""
+    ctx = open_app()
+    v = ctx.audit.verify()
+    payload = {
+        "ok": v.ok,
+        "rows": v.rows,
+        "first_bad_seq": v.first_bad_seq,
+        "reason": v.reason,
+        "database": ctx.settings.db_url,
+    }
+    if as_json:
+        print_json(payload)
+    elif v.ok:
+        out.print(f"[bold green]audit chain intact[/]: {v.rows} entries ({ctx.settings.db_url})")
+    else:
+        out.print(f"[bold red]audit chain BROKEN[/] at seq {v.first_bad_seq}: {v.reason}")
+    if not v.ok:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(as_json: JsonOpt = False) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from sovereign.memory import current_revision
+
+    ctx = open_app()
+    rev = current_revision(ctx.engine)
+    print_json({"revision": rev, "database": ctx.settings.db_url}) if as_json else out.print(
+        f"database at revision [bold]{rev}[/] ({ctx.settings.db_url})"
+    )
+
+
+@constitution_app.callback()
+@friendly
+def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show the constitution and whether its file matches the recorded hash."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sovereign.app.control import constitution as get_constitution
+
+    payload = get_constitution(open_app())
+    if as_json:
+        print_json(payload)
+        return
+    table = Table(title=f"Constitution ({payload['pin']})", show_header=False)
+    for key, value in payload["limits"].items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@constitution_app.command("amend")
+@friendly
+def constitution_amend(
+    by: Annotated[str, typer.Option(help="The person accepting the changed file.")],
+    note: Annotated[str, typer.Option(help="Why the constitution changed.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Accept the current constitution file as the new pinned version (people only)."""
+    sha = open_app().amend_constitution(by=by, note=note)
+    print_json({"sha256": sha, "by": by}) if as_json else out.print(
+        f"constitution pinned at {sha[:12]}… by {by}"
+    )
