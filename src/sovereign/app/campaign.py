@@ -20,12 +20,13 @@ from sovereign.app.backtesting import load_panel
 from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.persist import MemorySink
+from sovereign.app.replay_improver import ImproverOptions, ReplayImprover
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.errors import ConfigError, HaltTrading
 from sovereign.market.bars import BarPanel
 from sovereign.market.clock import SimulatedClock, TimeWarp
 from sovereign.rules.rule import RuleSet
-from sovereign.trading.backtest import BacktestResult, RegimeConfig, summarize
+from sovereign.trading.backtest import BacktestConfig, BacktestResult, RegimeConfig, summarize
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import Transition
 from sovereign.trading.loop import BarLoop
@@ -45,6 +46,8 @@ class CampaignOptions:
     cash: float = 1_000_000.0
     speed: float = 0.0  # simulated seconds per wall second; 0 = as fast as possible
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    improve_every_days: int = 30  # simulated days between improvement cycles; 0 = none
+    improver: ImproverOptions | None = None  # default: from the fields above
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,6 +70,7 @@ class CampaignReport:
     stopped: str | None
     counts: dict[str, int] = field(default_factory=dict)
     ruleset_version: int | None = None
+    improvement: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,7 @@ class CampaignReport:
             "stopped": self.stopped,
             "ruleset_version": self.ruleset_version,
             "counts": self.counts,
+            "improvement": self.improvement,
             **{k: v for k, v in self.result.to_json().items() if k not in ("trades",)},
             "trades": len(self.result.trades),
         }
@@ -112,7 +117,6 @@ def run_campaign(
     persisted = app.load_supervisor(constitution)
     _refuse_if_halted(app, persisted.state.value, persisted.reason)
 
-    strategies = build(options.strategies)
     if panel is None:
         panel = load_panel(options.data, options.universe, (), None, None)
     regime_cfg = RegimeConfig()
@@ -130,6 +134,7 @@ def run_campaign(
         rules = RuleSet()
     else:
         version, rules = active
+    strategies = build(options.strategies, rules.params)
     config = {
         "universe": options.universe,
         "data": str(options.data) if options.data else None,
@@ -180,6 +185,19 @@ def run_campaign(
         exchange=exchange,
         trader=trader,
     )
+    improver = ReplayImprover(
+        app,
+        run_id=run_id,
+        panel=panel,
+        prepared=prepared,
+        strategies=options.strategies,
+        constitution=constitution,
+        trader=trader,
+        start=panel.timestamps[first].to_pydatetime(),
+        backtest=BacktestConfig(cash=options.cash, seed=options.seed),
+        options=options.improver
+        or ImproverOptions(every_days=options.improve_every_days, seed=options.seed),
+    )
     warp = TimeWarp(options.speed)
     stopped: str | None = None
     previous = clock.now()
@@ -201,6 +219,11 @@ def run_campaign(
                         state=supervisor.state.value,
                     )
                 )
+            if i >= first and supervisor.state is not SupervisorState.HALTED:
+                improver.watch(ts, account.equity)
+                if improver.due(i, ts):
+                    sink.flush()  # the cycle studies the trades recorded so far
+                    improver.cycle(i, ts, account.equity)
             if halt_file(app).exists():
                 trader.halt(ts, f"halt file {halt_file(app)} found")
             if supervisor.state is SupervisorState.HALTED and not trader.book.open:
@@ -218,6 +241,7 @@ def run_campaign(
         "per_strategy": as_json["per_strategy"],
         "stopped": stopped,
         "trades": len(result.trades),
+        "improvement": improver.log.to_json(),
     }
     finished = now or datetime.now(UTC)
     app.memory.record_run_finish(run_id, finished_at=finished, summary=summary)
@@ -240,6 +264,7 @@ def run_campaign(
         stopped=stopped,
         counts=dict(sink.counts),
         ruleset_version=version,
+        improvement=improver.log.to_json(),
     )
 
 

@@ -8,9 +8,13 @@ from typing import Any
 
 from sovereign.app.campaign import halt_file
 from sovereign.app.context import App
+from sovereign.app.deploy import autodeploy_frozen, clear_autodeploy_freeze
+from sovereign.app.deploy import rollback as do_rollback
 from sovereign.constitution import file_sha256
 from sovereign.constitution import load as load_constitution
 from sovereign.errors import ConfigError
+from sovereign.memory import NotFound
+from sovereign.rules.rule import RuleSet
 
 
 def status(app: App) -> dict[str, Any]:
@@ -91,3 +95,68 @@ def resume(app: App, *, by: str, now: datetime | None = None) -> dict[str, Any]:
     )
     app.audit.append("supervisor.resume", {"by": by, "from": t.from_state}, at)
     return {"state": sup.state.value, "message": t.reason}
+
+
+def rules(app: App) -> dict[str, Any]:
+    """The active rule set (rules and tuned parameters) and every version's record."""
+    active = app.rules.active()
+    version, ruleset = (None, RuleSet()) if active is None else active
+    return {
+        "version": version,
+        "ruleset_id": ruleset.id,
+        "rules": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "strategy": r.strategy,
+                "family": r.family(),
+                "when": r.when.model_dump(mode="json"),
+                "then": r.then.model_dump(mode="json"),
+            }
+            for r in ruleset.rules
+        ],
+        "params": ruleset.params,
+        "versions": [
+            {
+                "version": v.version,
+                "ruleset_id": v.ruleset_id,
+                "rules": len(v.rule_ids),
+                "parent": v.parent_version,
+                "reason": v.reason,
+                "source": v.source,
+                "created_at": v.created_at.isoformat(),
+                "active": v.version == version,
+            }
+            for v in app.rules.versions()
+        ],
+    }
+
+
+def history(app: App, *, limit: int = 50, kind: str | None = None) -> dict[str, Any]:
+    """Proposals with their verdicts and reasons, deployments and rollbacks, newest first."""
+    if limit <= 0:
+        raise ConfigError(f"--limit must be positive, got {limit}")
+    entries = app.proposals.history(limit, kind=kind)
+    return {"entries": [e.to_json() for e in entries], "frozen": autodeploy_frozen(app)}
+
+
+def rollback(
+    app: App, version: int, *, by: str, reason: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Restore rule set version ``version`` exactly (allowed past the daily change budget: it
+    returns to a state that was already validated)."""
+    if not by.strip():
+        raise ConfigError("a rollback needs the name of the person deciding it (--by NAME)")
+    try:
+        record = do_rollback(app, version, by=by, reason=reason, at=now or datetime.now(UTC))
+    except NotFound as e:
+        raise ConfigError(str(e)) from e
+    return record.to_json()
+
+
+def unfreeze(app: App, *, by: str, now: datetime | None = None) -> dict[str, Any]:
+    """A person clears the auto-deploy freeze that a failed negative control set."""
+    if not by.strip():
+        raise ConfigError("clearing the freeze needs the name of the person doing it (--by NAME)")
+    cleared = clear_autodeploy_freeze(app, by, now or datetime.now(UTC))
+    return {"cleared": cleared, "frozen": autodeploy_frozen(app)}
