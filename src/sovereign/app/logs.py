@@ -29,4 +29,7 @@ def setup_logging(log_dir: Path, level: str = "INFO", *, console_level: str = "W
     logger.addHandler(file_handler)
     logger.addHandler(console)
     logger.propagate = False
+    # hmmlearn warns when one of the regime engine's seeded restarts stops short of its
+    # tolerance; the engine keeps the best restart, so this is noise on the operator's console.
+    logging.getLogger("hmmlearn").setLevel(logging.ERROR)
     return path

@@ -192,3 +192,68 @@ def gate_unfreeze(
         print_json(payload)
         return
     out.print("auto-deploy freeze cleared" if payload["cleared"] else "auto-deploy was not frozen")
+
+
+@gate_app.command("controls")
+@friendly
+def gate_controls(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Shorter markets (what CI runs); same checks.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every negative and positive control. A negative control accepted freezes automatic
+    deployment until a person clears it, and the command exits 1."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from sovereign.app.controls import run_controls
+
+    ctx = open_app()
+    now = datetime.now(UTC)
+    if as_json:
+        report = run_controls(ctx, now=now, quick=quick)
+        print_json(report.to_json())
+    else:
+        columns = (TextColumn("controls"), BarColumn(), TextColumn("{task.fields[name]}"))
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("controls", total=None, name="building markets…")
+
+            def update(name: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, name=name)
+
+            report = run_controls(ctx, now=now, quick=quick, on_progress=update)
+        _print_controls(report.to_json())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_controls(payload: dict[str, Any]) -> None:
+    table = Table(title=f"Controls ({'quick' if payload['quick'] else 'full'})")
+    for column in ("suite", "control", "expect", "verdict", "codes"):
+        table.add_column(column, overflow="fold")
+    for r in payload["results"]:
+        verdict = "accepted" if r["accepted"] else "rejected"
+        style = "green" if r["passed"] else "bold red"
+        table.add_row(
+            r["suite"],
+            r["name"],
+            r["expect"],
+            f"[{style}]{verdict}[/]",
+            ", ".join(r["codes"]) or "-",
+        )
+    out.print(table)
+    out.print(
+        f"negative controls: {payload['negative_controls']}, accepted: "
+        f"{len(payload['negatives_accepted'])} · positive controls: "
+        f"{payload['positive_controls']}, rejected: {len(payload['positives_rejected'])}"
+    )
+    if payload["negatives_accepted"]:
+        out.print(
+            f"[bold red]ALERT:[/] {', '.join(payload['negatives_accepted'])} accepted; automatic "
+            "deployment is FROZEN until `sovereign gate unfreeze --by NAME`"
+        )
+    if payload["positives_rejected"]:
+        out.print(
+            f"[bold yellow]the gate rejected good proposals:[/] "
+            f"{', '.join(payload['positives_rejected'])}"
+        )
