@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sovereign-installed
 
-.PHONY: install run test test-fast lint format bench chaos clean
+.PHONY: install run test test-fast lint format bench controls chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: install
 ## bench: reproducible speed measurements (median of several runs, printed)
 bench: install
 	$(BIN)/python -m benchmarks
+
+## controls: every negative and positive control of the validator and the gate (full markets)
+controls: install
+	$(BIN)/sovereign gate controls
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from benchmarks import backtest_sample, sma_vs_backtesting_py, trader_latency
+from benchmarks import backtest_sample, gate_verdict, sma_vs_backtesting_py, trader_latency
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar
 
-for module in (backtest_sample, trader_latency, sma_vs_backtesting_py):
+for module in (backtest_sample, trader_latency, sma_vs_backtesting_py, gate_verdict):
     print(f"\n== {module.__name__.split('.')[-1]} ==")
     module.main()

@@ -27,7 +27,7 @@ class RunSettings(_Section):
     seed: int = 42
     cash: Annotated[float, Field(gt=0)] = 1_000_000.0
     speed: Annotated[float, Field(ge=0)] = 0.0  # simulated seconds per wall second; 0 = fast
-    improvement_every_days: Annotated[int, Field(gt=0)] = 30
+    improvement_every_days: Annotated[int, Field(ge=0)] = 61  # 0 = no improvement cycles
 
 
 class LlmSettings(_Section):

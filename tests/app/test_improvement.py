@@ -24,7 +24,7 @@ NOW = datetime(2021, 6, 1, 21, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def market() -> tuple[object, Prepared]:
-    panel = generate(symbols=6, n_bars=400, seed=11, start="2020-01-01").panel
+    panel = generate(symbols=6, n_bars=900, seed=11, start="2018-01-01").panel
     return panel, prepare(panel, RegimeConfig(min_history=250, refit_every=250), seed=11)
 
 
@@ -116,10 +116,18 @@ def test_a_cycle_runs_end_to_end_and_is_read_back_when_finished(
 ) -> None:
     app = open_app(tmp_path)
     result = run_improvement(app, inputs(market), cycle_id="c-e2e", now=NOW)
-    assert result.complete
-    # No trades were recorded, so the only idea is nothing (no strategy to explore) and the
-    # cycle ends cleanly with an empty summary.
-    assert result.summary is not None
+    assert result.complete and result.summary is not None
+    # No trades are in memory, so the weakness finder is silent and the offline proposer tries
+    # the first playbook rule; the gate judges it on the market and the verdict is recorded.
+    [outcome] = result.outcomes
+    assert outcome.kind == "add_rule" and outcome.source == "heuristic"
+    assert outcome.stage in ("gate", "deploy")
+    assert outcome.gate is not None and outcome.gate["proposal_id"] == outcome.proposal_id
+    if outcome.status == "rejected":
+        assert outcome.reasons
+    [entry] = app.proposals.history(10)
+    assert entry.proposal_id == outcome.proposal_id
     again = run_improvement(app, inputs(market), cycle_id="c-e2e", now=NOW)
     assert again.start == "finished"
+    assert len(app.proposals.history(10)) == 1
     assert app.audit.verify().ok

@@ -46,7 +46,7 @@ class CampaignOptions:
     cash: float = 1_000_000.0
     speed: float = 0.0  # simulated seconds per wall second; 0 = as fast as possible
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    improve_every_days: int = 30  # simulated days between improvement cycles; 0 = none
+    improve_every_days: int = 61  # simulated days between improvement cycles; 0 = none
     improver: ImproverOptions | None = None  # default: from the fields above
 
 

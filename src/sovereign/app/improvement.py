@@ -24,19 +24,20 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from sovereign.app import deploy as deployment
+from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.constitution import Constitution, ValidatorState, validate
 from sovereign.engines.analytics import WeaknessReport, find_weaknesses, trade_frame_from_rows
 from sovereign.graph.checkpoint import open_checkpointer
 from sovereign.graph.cycle import run_cycle
-from sovereign.graph.explore import explore
+from sovereign.graph.explore import explore, playbook_idea
 from sovereign.graph.heuristic import propose as heuristic_propose
 from sovereign.graph.state import CycleResult
 from sovereign.market.bars import BarPanel
 from sovereign.memory import session
 from sovereign.memory.tables import ProposalRow, VerdictRow
-from sovereign.rules.proposals import TuneParameter, parse_proposal
-from sovereign.rules.rule import RuleSet
+from sovereign.rules.proposals import Proposal, TuneParameter, parse_proposal
+from sovereign.rules.rule import Rule, RuleSet
 from sovereign.tools.memory_tools import readonly_memory_tools
 from sovereign.trading.backtest import BacktestConfig, Prepared
 from sovereign.trading.catalog import effective_params, rule_features, strategy_specs
@@ -55,7 +56,7 @@ class ImprovementInputs:
     ``equity``: the paper equity now (the canary's starting point for a deployment)."""
 
     panel: BarPanel
-    prepared: Prepared
+    prepared: Prepared | None  # None: computed (and cached on disk) when first needed
     strategies: tuple[str, ...]
     constitution: Constitution
     operator_params: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -66,7 +67,8 @@ class ImprovementInputs:
     equity: float | None = None
     signal_lag: int = 1
     min_trades: int = 20
-    explore: bool = True  # one bounded parameter step per cycle besides the weakness findings
+    explore: bool = True  # one playbook rule or parameter step per cycle besides the findings
+    retry_days: int = 365  # a playbook rule rejected earlier is proposed again after this
     max_proposals: int | None = None  # default: the constitution's max_proposals_per_cycle
 
 
@@ -88,6 +90,18 @@ class AppServices:
         self.cache = cache if cache is not None else GateCache()
         self.on_notify = on_notify
         self.gate_reports: dict[str, dict[str, Any]] = {}
+        self._prep = inputs.prepared
+
+    def prepared(self) -> Prepared:
+        """The panel's features and regimes (regime fits are slow: computed once, cached)."""
+        if self._prep is None:
+            self._prep = prepare_cached(
+                self.inputs.panel,
+                self.inputs.backtest.regime,
+                seed=self.inputs.seed,
+                cache_dir=self.app.settings.data_dir / "cache",
+            )
+        return self._prep
 
     # ---- collect and analyse ----------------------------------------------------------------
 
@@ -117,7 +131,7 @@ class AppServices:
         }
 
     def analyse(self, snapshot: dict[str, Any]) -> dict[str, Any]:
-        panel, prepared = self.inputs.panel, self.inputs.prepared
+        panel, prepared = self.inputs.panel, self.prepared()
         frame = trade_frame_from_rows(
             self._trades(),
             prepared.features,
@@ -140,26 +154,47 @@ class AppServices:
         )
         out = [p.model_dump(mode="json") for p in proposals]
         if self.inputs.explore and len(out) < min(limit, self._max_proposals()):
-            idea = self._exploration(ruleset)
+            idea = self._idea(ruleset)
             if idea is not None:
                 out.append(idea.model_dump(mode="json"))
         return out
 
-    def _exploration(self, ruleset: RuleSet) -> TuneParameter | None:
+    def _idea(self, ruleset: RuleSet) -> Proposal | None:
+        """One exploration idea: parameter steps and playbook rules take turns."""
+        attempts = self._exploration_attempts()
+        rule = playbook_idea(ruleset, skip=self._recently_tried())
+        step = self._exploration(ruleset, attempts)
+        first, second = (rule, step) if attempts % 2 else (step, rule)
+        return first or second
+
+    def _exploration_attempts(self) -> int:
+        query = select(func.count()).where(col(ProposalRow.source) == "heuristic")
+        with session(self.app.engine) as db:
+            return int(db.exec(query).one())
+
+    def _recently_tried(self) -> set[str]:
+        """Ids of rules proposed within ``retry_days`` (a playbook rule is retried after that,
+        on the evidence that accumulated meanwhile)."""
+        since = self.now - timedelta(days=self.inputs.retry_days)
+        query = (
+            select(ProposalRow.body)
+            .join(VerdictRow, col(VerdictRow.proposal_id) == col(ProposalRow.proposal_id))
+            .where(col(ProposalRow.kind) == "add_rule", col(VerdictRow.created_at) >= since)
+        )
+        with session(self.app.engine) as db:
+            bodies = list(db.exec(query))
+        return {Rule.model_validate(b["rule"]).id for b in bodies if isinstance(b, dict)}
+
+    def _exploration(self, ruleset: RuleSet, attempts: int) -> TuneParameter | None:
         names = self.inputs.strategies
         pnl: dict[str, float] = {}
         for t in self._trades():
             pnl[t.strategy] = pnl.get(t.strategy, 0.0) + t.pnl
-        query = select(func.count()).where(
-            col(ProposalRow.kind) == "tune_parameter", col(ProposalRow.source) == "heuristic"
-        )
-        with session(self.app.engine) as db:
-            attempt = int(db.exec(query).one())
         return explore(
             specs=strategy_specs(names),
             params=effective_params(names, self.inputs.operator_params, ruleset.params),
             pnl_by_strategy=pnl,
-            attempt=attempt,
+            attempt=attempts // 2,
         )
 
     def _max_proposals(self) -> int:
@@ -230,11 +265,12 @@ class AppServices:
             constitution=inputs.constitution,
             backtest=inputs.backtest,
         )
+        prepared = self.prepared()
         data = GateData(
             panel=inputs.panel,
-            prepared=inputs.prepared,
+            prepared=prepared,
             crash_panel=inputs.panel,
-            crash_prepared=inputs.prepared,
+            crash_prepared=prepared,
         )
         report = evaluate(
             proposal,

@@ -18,13 +18,12 @@ from typing import Any
 
 from sovereign.app import deploy as deployment
 from sovereign.app.backtesting import load_panel
-from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.improvement import AppServices, ImprovementInputs
 from sovereign.constitution import validate
 from sovereign.errors import ConfigError
 from sovereign.rules.proposals import parse_proposal
-from sovereign.trading.backtest import BacktestConfig, RegimeConfig
+from sovereign.trading.backtest import BacktestConfig
 from sovereign.trading.catalog import DEFAULT_STRATEGIES
 
 
@@ -82,12 +81,9 @@ def default_inputs(app: App, *, now: datetime, seed: int | None = None) -> Impro
     constitution, _ = app.constitution(now=now)
     panel = load_panel(None, rs.universe, (), None, None)
     run_seed = rs.seed if seed is None else seed
-    prepared = prepare_cached(
-        panel, RegimeConfig(), seed=run_seed, cache_dir=app.settings.data_dir / "cache"
-    )
     return ImprovementInputs(
         panel=panel,
-        prepared=prepared,
+        prepared=None,  # regime fits only if the proposal reaches the gate
         strategies=DEFAULT_STRATEGIES,
         constitution=constitution,
         seed=run_seed,

@@ -168,22 +168,37 @@ def run(
         ),
     ] = None,
     cash: Annotated[float | None, typer.Option(help="Starting paper cash.")] = None,
+    improve_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Simulated days between improvement cycles (0 = none; default: settings, 61)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the autonomous paper campaign: replay, trade, record, summarise."""
+    """Run the autonomous paper campaign: replay, trade, study, improve, record, summarise."""
     from sovereign.app.backtesting import load_panel
     from sovereign.app.campaign import CampaignOptions, run_campaign
+    from sovereign.app.replay_improver import ImproverOptions
+    from sovereign.graph.llm import make_chat_model
     from sovereign.settings import Settings
 
-    rs = Settings().run
+    settings = Settings()
+    rs = settings.run
+    run_seed = seed if seed is not None else rs.seed
+    every = improve_every if improve_every is not None else rs.improvement_every_days
     options = CampaignOptions(
         universe=universe or rs.universe,
         data=data,
         start=parse_date(start or rs.start, "--start"),
         days=days if days is not None else rs.days,
-        seed=seed if seed is not None else rs.seed,
+        seed=run_seed,
         cash=cash or rs.cash,
         speed=speed if speed is not None else rs.speed,
+        improve_every_days=every,
+        improver=ImproverOptions(
+            every_days=every, seed=run_seed, llm=make_chat_model(settings.llm)
+        ),
     )
     # Data is validated before anything is opened or written: bad data refuses to start cleanly.
     panel = load_panel(options.data, options.universe, (), None, None)
@@ -227,6 +242,7 @@ def _run_with_progress(ctx: Any, options: Any, panel: Any) -> Any:
 
 def _print_campaign(report: Any) -> None:
     _print_backtest(report.result)
+    _print_improvement(report.improvement)
     if report.stopped:
         out.print(f"[bold red]stopped:[/] {report.stopped}")
     out.print(
@@ -238,3 +254,36 @@ def _print_campaign(report: Any) -> None:
         f"database: [bold]{report.database}[/]  (inspect with `sovereign status`, "
         "`sovereign audit verify`)"
     )
+
+
+def _print_improvement(imp: dict[str, Any]) -> None:
+    """What the improvement cycles proposed and decided, with reasons."""
+    if not imp.get("cycles"):
+        return
+    table = Table(
+        title=(
+            f"Self-improvement: {imp['cycles']} cycles, {imp['proposals']} proposals, "
+            f"{len(imp['deployed'])} deployed, {len(imp['rejected'])} rejected, "
+            f"{len(imp['rollbacks'])} rolled back"
+        )
+    )
+    for column in ("day", "proposal", "verdict", "reasons"):
+        table.add_column(column, overflow="fold")
+    entries = sorted([*imp["deployed"], *imp["rejected"]], key=lambda o: o["at"])
+    for o in entries:
+        verdict = (
+            f"[green]deployed v{o['version']}[/]"
+            if o["status"] == "deployed"
+            else f"[red]rejected[/] at {o['stage']}"
+        )
+        reasons = "; ".join(r.split(":", 1)[0] for r in o["reasons"]) or "-"
+        table.add_row(o["at"][:10], f"{o['summary']} [{o['source']}]", verdict, reasons)
+    for r in imp["rollbacks"]:
+        table.add_row(
+            r["at"][:10],
+            f"rollback v{r['from_version']} → v{r['to_version']}",
+            r["by"],
+            r["reason"],
+        )
+    out.print(table)
+    out.print("reasons in full: `sovereign history`")
