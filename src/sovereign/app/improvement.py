@@ -168,7 +168,14 @@ class AppServices:
         return first or second
 
     def _exploration_attempts(self) -> int:
-        query = select(func.count()).where(col(ProposalRow.source) == "heuristic")
+        """How many times the heuristic proposer's ideas were judged (a retried idea counts
+        again: proposals are stored once per content, verdicts once per judgement)."""
+        query = (
+            select(func.count())
+            .select_from(VerdictRow)
+            .join(ProposalRow, col(VerdictRow.proposal_id) == col(ProposalRow.proposal_id))
+            .where(col(ProposalRow.source) == "heuristic")
+        )
         with session(self.app.engine) as db:
             return int(db.exec(query).one())
 
