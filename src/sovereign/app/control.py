@@ -8,12 +8,13 @@ from typing import Any
 
 from sovereign.app.campaign import halt_file
 from sovereign.app.context import App
+from sovereign.app.controls import CONTROLS_KEY
 from sovereign.app.deploy import autodeploy_frozen, clear_autodeploy_freeze
 from sovereign.app.deploy import rollback as do_rollback
 from sovereign.constitution import file_sha256
 from sovereign.constitution import load as load_constitution
 from sovereign.errors import ConfigError
-from sovereign.memory import NotFound
+from sovereign.memory import NotFound, ProposalHistory
 from sovereign.rules.rule import RuleSet
 
 
@@ -35,13 +36,47 @@ def status(app: App) -> dict[str, Any]:
             "mode": run.mode,
             "started_at": run.started_at.isoformat(),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "summary": run.summary,
+            "summary": _brief_summary(run.summary),
         },
         "ruleset_version": None if active is None else active[0],
         "active_rules": 0 if active is None else len(active[1]),
+        "last_proposal": _last_proposal(app),
+        "autodeploy_frozen": autodeploy_frozen(app),
+        "controls": app.supervisor_store.load_state(CONTROLS_KEY),
         "constitution_sha256": sha,
         "constitution_pinned": pinned is not None and pinned.sha256 == sha,
         "database": app.settings.db_url,
+    }
+
+
+def _brief_summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's summary with its improvement log reduced to counts (`history` has the rest)."""
+    if not summary or "improvement" not in summary:
+        return summary
+    imp = summary["improvement"]
+    counts = {
+        "cycles": imp.get("cycles", 0),
+        "proposals": imp.get("proposals", 0),
+        "deployed": len(imp.get("deployed", [])),
+        "rejected": len(imp.get("rejected", [])),
+        "rollbacks": len(imp.get("rollbacks", [])),
+    }
+    return {**summary, "improvement": counts}
+
+
+def _last_proposal(app: App) -> dict[str, Any] | None:
+    entries = app.proposals.history(1, kind=None)
+    proposals = [e for e in entries if isinstance(e, ProposalHistory)]
+    if not proposals:
+        return None
+    e = proposals[0]
+    return {
+        "at": e.at.isoformat(),
+        "summary": e.summary,
+        "outcome": "deployed"
+        if e.deployment is not None
+        else ("rejected" if e.verdict is not None and not e.verdict.accepted else "pending"),
+        "codes": [] if e.verdict is None else list(e.verdict.codes),
     }
 
 
