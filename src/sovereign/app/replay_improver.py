@@ -156,12 +156,16 @@ class ReplayImprover:
         summary = result.to_json()
         self.log.cycles.append(summary)
         if result.deployed:
-            self._apply()
-            dep = self.app.proposals.active_deployments()
-            if dep:
-                self._expected = dep[0].expected_max_drawdown
-                self._since = []
+            self.adopt_deployment()
         return summary
+
+    def adopt_deployment(self) -> None:
+        """Put the active rule set into the running Trader and let the canary watch the newest
+        active deployment from now on."""
+        self._apply()
+        dep = self.app.proposals.active_deployments()
+        self._expected = dep[0].expected_max_drawdown if dep else None
+        self._since = []
 
     def watch(self, now: datetime, equity: float) -> None:
         """The canary: roll back the newest deployment of this run if it broke its promise."""

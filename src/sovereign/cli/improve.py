@@ -97,7 +97,7 @@ def history(
 
 
 def _history_row(e: dict[str, Any]) -> tuple[str, str, str, str]:
-    when = str(e.get("at", ""))[:19]
+    when = str(e.get("at", ""))[:16].replace("T", " ")
     if e.get("event") == "rollback":
         r = e
         return (
