@@ -1,5 +1,13 @@
-"""Pure numerics over numpy/pandas: indicators and the HMM regime engine."""
+"""Pure numerics over numpy/pandas: indicators, the HMM regime engine, trade analytics."""
 
+from sovereign.engines.analytics import (
+    Dimension,
+    WeaknessReport,
+    find_weaknesses,
+    performance_by,
+    trade_frame,
+    trade_frame_from_rows,
+)
 from sovereign.engines.indicators import (
     FeatureFrame,
     SupportResistance,
@@ -31,6 +39,7 @@ from sovereign.engines.regime import (
 
 __all__ = [
     "REGIME_ORDER",
+    "Dimension",
     "FeatureFrame",
     "FilterResult",
     "RegimeEngine",
@@ -39,18 +48,23 @@ __all__ = [
     "RegimePath",
     "RegimeState",
     "SupportResistance",
+    "WeaknessReport",
     "atr",
     "atr_close_proxy",
     "compute_features",
+    "find_weaknesses",
     "fit_hmm",
     "forward_filter",
     "label_states",
     "log_returns",
     "market_returns",
     "observations_from_returns",
+    "performance_by",
     "regime_observations",
     "rolling_volatility",
     "support_resistance",
+    "trade_frame",
+    "trade_frame_from_rows",
     "true_range",
     "volume_percentile",
     "wilder_smooth",
