@@ -131,3 +131,22 @@ def test_a_cycle_runs_end_to_end_and_is_read_back_when_finished(
     assert again.start == "finished"
     assert len(app.proposals.history(10)) == 1
     assert app.audit.verify().ok
+
+
+def test_analysis_values_each_active_rule_by_counterfactual_replay(
+    tmp_path: Path, market: tuple
+) -> None:
+    app = open_app(tmp_path)
+    p = scale_rule(1.0)
+    deployment.deploy(app, p, passing_report(p), at=NOW)
+    services = AppServices(app, inputs(market), now=NOW)
+    analysis = services.analyse(services.collect("c-1", NOW))
+    [value] = analysis["rule_values"]
+    assert value["rule_id"] == p.rule.id
+    cf = services.rule_counterfactuals()[p.rule.id]
+    assert cf.rule_value(p.rule.id) == pytest.approx(value["pnl_difference"], abs=0.01)
+    assert f"Active rule {p.rule.id}" in analysis["summary"] or value["pnl_difference"] is None
+    # The heuristic proposer sees the same replays (a rule that costs P&L without buying
+    # Sharpe is proposed for retirement; whatever it proposes must parse).
+    for raw in services.heuristic_proposals(analysis, 5):
+        parse_proposal(raw)

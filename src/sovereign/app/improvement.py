@@ -41,12 +41,15 @@ from sovereign.rules.rule import Rule, RuleSet
 from sovereign.tools.memory_tools import readonly_memory_tools
 from sovereign.trading.backtest import BacktestConfig, Prepared
 from sovereign.trading.catalog import effective_params, rule_features, strategy_specs
+from sovereign.trading.counterfactual import Counterfactual, counterfactual
 from sovereign.trading.gate import Baseline, GateConfig, GateData, evaluate
-from sovereign.trading.gate_runs import GateCache
+from sovereign.trading.gate_runs import GateCache, cut_prepared
 
 log = logging.getLogger(__name__)
 
 TRIAL_STAGES = ("gate", "deploy")
+COUNTERFACTUAL_LEAD_BARS = 300
+"""Bars before a counterfactual window for the strategies' warm-up (momentum needs 253)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -69,6 +72,7 @@ class ImprovementInputs:
     min_trades: int = 20
     explore: bool = True  # one playbook rule or parameter step per cycle besides the findings
     retry_days: int = 365  # a playbook rule rejected earlier is proposed again after this
+    counterfactual_years: float = 3.0  # window of the active rules' counterfactual replays
     max_proposals: int | None = None  # default: the constitution's max_proposals_per_cycle
 
 
@@ -91,6 +95,7 @@ class AppServices:
         self.on_notify = on_notify
         self.gate_reports: dict[str, dict[str, Any]] = {}
         self._prep = inputs.prepared
+        self._counterfactuals: dict[str, Counterfactual] | None = None
 
     def prepared(self) -> Prepared:
         """The panel's features and regimes (regime fits are slow: computed once, cached)."""
@@ -140,7 +145,42 @@ class AppServices:
             signal_lag=self.inputs.signal_lag,
         )
         report = find_weaknesses(frame, min_trades=self.inputs.min_trades, seed=self.inputs.seed)
-        return report.to_json() | {"summary": report.summary()}
+        values = [
+            {"rule_id": rid, **cf.to_json()} for rid, cf in self.rule_counterfactuals().items()
+        ]
+        summary = report.summary()
+        for v in values:
+            if v.get("pnl_difference") is None:
+                continue
+            summary += (
+                f"\nActive rule {v['rule_id']}: P&L {v['pnl_difference']:+,.0f} from it over the "
+                f"last {self.inputs.counterfactual_years:g} years (counterfactual replay)."
+            )
+        return report.to_json() | {"summary": summary, "rule_values": values}
+
+    def rule_counterfactuals(self) -> dict[str, Counterfactual]:
+        """What each active rule gave over the last ``counterfactual_years``: the same replay
+        with and without it (deterministic; computed once per services object)."""
+        if self._counterfactuals is None:
+            _, ruleset = self._active()
+            panel, prepared = self.inputs.panel, self.prepared()
+            bars = int(self.inputs.counterfactual_years * 252) + COUNTERFACTUAL_LEAD_BARS
+            lo = max(0, panel.n_bars - bars)
+            window, cut = panel.slice(lo, panel.n_bars), cut_prepared(prepared, lo, panel.n_bars)
+            self._counterfactuals = {
+                rule.id: counterfactual(
+                    rule,
+                    panel=window,
+                    prepared=cut,
+                    strategies=self.inputs.strategies,
+                    params=self.inputs.operator_params,
+                    ruleset=ruleset,
+                    constitution=self.inputs.constitution,
+                    config=self.inputs.backtest,
+                )
+                for rule in ruleset.rules
+            }
+        return self._counterfactuals
 
     def heuristic_proposals(self, analysis: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         _, ruleset = self._active()
@@ -151,6 +191,7 @@ class AppServices:
             features_available=rule_features(self.inputs.panel),
             max_proposals=min(limit, self._max_proposals()),
             seed=self.inputs.seed,
+            counterfactuals=tuple(self.rule_counterfactuals().values()),
         )
         out = [p.model_dump(mode="json") for p in proposals]
         if self.inputs.explore and len(out) < min(limit, self._max_proposals()):
@@ -161,21 +202,22 @@ class AppServices:
 
     def _idea(self, ruleset: RuleSet) -> Proposal | None:
         """One exploration idea: parameter steps and playbook rules take turns."""
-        attempts = self._exploration_attempts()
         rule = playbook_idea(ruleset, skip=self._recently_tried())
-        step = self._exploration(ruleset, attempts)
-        first, second = (rule, step) if attempts % 2 else (step, rule)
+        step = self._exploration(ruleset, self._judged(kind="tune_parameter"))
+        first, second = (rule, step) if self._judged() % 2 else (step, rule)
         return first or second
 
-    def _exploration_attempts(self) -> int:
-        """How many times the heuristic proposer's ideas were judged (a retried idea counts
-        again: proposals are stored once per content, verdicts once per judgement)."""
+    def _judged(self, *, kind: str | None = None) -> int:
+        """How many times the heuristic proposer's ideas (of ``kind``) were judged: a retried
+        idea counts again (proposals are stored once per content, verdicts per judgement)."""
         query = (
             select(func.count())
             .select_from(VerdictRow)
             .join(ProposalRow, col(VerdictRow.proposal_id) == col(ProposalRow.proposal_id))
             .where(col(ProposalRow.source) == "heuristic")
         )
+        if kind is not None:
+            query = query.where(col(ProposalRow.kind) == kind)
         with session(self.app.engine) as db:
             return int(db.exec(query).one())
 
@@ -201,7 +243,7 @@ class AppServices:
             specs=strategy_specs(names),
             params=effective_params(names, self.inputs.operator_params, ruleset.params),
             pnl_by_strategy=pnl,
-            attempt=attempts // 2,
+            attempt=attempts,
         )
 
     def _max_proposals(self) -> int:
