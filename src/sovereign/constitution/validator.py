@@ -22,6 +22,7 @@ Stable codes (scripts, tests and the history view match on them):
 ``RULE_ACTION_NOT_RISK_REDUCING``   an action that would raise size, remove a stop or lift a halt
 ``RULE_UNKNOWN_ID``                 modifying or retiring a rule that is not active
 ``RULE_UNKNOWN_STRATEGY``           a rule scoped to a strategy that is not running
+``RULE_UNKNOWN_SYMBOL``             a condition on a symbol that is not traded
 ``RULE_FEATURE_UNAVAILABLE``        a condition on a feature the data source cannot provide
 ``RULE_LOOKAHEAD``                  a condition that reads a bar that has not happened yet
 ``RULE_SELF_LOCKING``               a skip that can never clear (it depends only on trading
@@ -440,9 +441,9 @@ def _rule_checks(rule: Rule, state: ValidatorState) -> Iterator[Violation]:
         unknown -= state.symbols
         if unknown:
             yield Violation(
-                code="PROPOSAL_MALFORMED",
+                code="RULE_UNKNOWN_SYMBOL",
                 field="rule.when",
-                message="symbols not in the universe: " + ", ".join(sorted(unknown)),
+                message="symbols not in the traded universe: " + ", ".join(sorted(unknown)),
             )
     yield from _action_checks(rule)
     if isinstance(rule.then, SkipTrade) and rule.features() and rule.features() <= _TRADING_STATE:
