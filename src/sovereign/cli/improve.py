@@ -52,21 +52,29 @@ def _print_outcome(o: dict[str, Any]) -> None:
         field = f" ({v['field']})" if v.get("field") else ""
         out.print(f"  [red]{v['code']}[/]{field}: {v['message']}")
     gate = o["gate"]
-    if gate:
-        sig = gate.get("significance") or {}
+    if gate and gate.get("significance"):
+        sig = gate["significance"]
+        sharpe, ci, dsr = sig.get("sharpe") or {}, sig.get("ci") or {}, sig.get("dsr") or {}
+        trades = (gate.get("activity") or {}).get("trades") or {}
+        guard = (gate.get("lookahead") or {}).get("passed")
+        lookahead = "not run" if guard is None else ("clean" if guard else "FAILED")
         out.print(
-            "  gate: "
-            + ", ".join(
-                f"{k} {sig[k]:.3f}"
-                for k in ("sharpe_diff", "ci_low", "ci_high", "dsr")
-                if isinstance(sig.get(k), int | float)
-            )
+            f"  gate: Sharpe {_num(sharpe.get('baseline'))} → {_num(sharpe.get('candidate'))}"
+            f" (CI of the difference [{_num(ci.get('lower'))}, {_num(ci.get('upper'))}] at "
+            f"{_num(ci.get('confidence'))}), deflated Sharpe {_num(dsr.get('value'))}, "
+            f"{trades.get('affected', '?')} trades affected, expected max drawdown "
+            f"{_num(gate.get('expected_max_drawdown'))}, look-ahead "
+            f"{lookahead}"
         )
     if o["deployment"]:
         d = o["deployment"]
         out.print(f"[bold]deployed[/] as rule set version {d['to_version']} ({d['ruleset_id']})")
     if o["autodeploy_frozen"]:
         out.print(f"[yellow]note:[/] automatic deployment is frozen: {o['autodeploy_frozen']}")
+
+
+def _num(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
 @app.command()
