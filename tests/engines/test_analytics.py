@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from sovereign.app.persist import trade_row
 from sovereign.engines.analytics import (
     NA,
     Dimension,
@@ -189,23 +190,7 @@ def test_frame_from_memory_rows_matches_the_frame_from_trades(tmp_path: Path) ->
     upgrade(engine)
     memory = TradeMemory(engine)
     memory.record_run_start("run-1", started_at=datetime(2024, 1, 1, tzinfo=UTC), mode="backtest")
-    memory.add_trades(
-        {
-            "run_id": "run-1",
-            "strategy": t.strategy,
-            "symbol": t.symbol,
-            "side": "long" if t.side > 0 else "short",
-            "quantity": t.quantity,
-            "entry_time": t.entry_time,
-            "exit_time": t.exit_time,
-            "entry_price": t.entry_price,
-            "exit_price": t.exit_price,
-            "pnl": t.pnl,
-            "return_pct": t.return_pct,
-            "regime_at_entry": t.regime_at_entry,
-        }
-        for t in trades
-    )
+    memory.add_trades(trade_row("run-1", t) for t in trades)
     rows = memory.trades(run_id="run-1")  # exit order, not entry order
     engine.dispose()
     atr = np.random.default_rng(0).uniform(0.5, 3.0, (len(TS), len(SYMBOLS)))

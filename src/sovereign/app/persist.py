@@ -135,25 +135,7 @@ class MemorySink:
         )
 
     def _trade(self, t: ClosedTrade) -> None:
-        row = {
-            "run_id": self.run_id,
-            "strategy": t.strategy,
-            "symbol": t.symbol,
-            "side": "long" if t.side > 0 else "short",
-            "quantity": t.quantity,
-            "entry_time": t.entry_time,
-            "exit_time": t.exit_time,
-            "entry_price": t.entry_price,
-            "exit_price": t.exit_price,
-            "pnl": t.pnl,
-            "return_pct": t.return_pct,
-            "entry_reason": t.entry_reason,
-            "exit_reason": t.exit_reason,
-            "regime_at_entry": t.regime_at_entry,
-            "confidence": t.confidence,
-            "rules_touched": list(t.rules),
-            "ruleset_version": t.ruleset_version,
-        }
+        row = trade_row(self.run_id, t)
         self._trades.append(row)
         self._audit.append(
             (
@@ -228,3 +210,26 @@ class MemorySink:
             self._audit,
         ):
             buf.clear()
+
+
+def trade_row(run_id: str, t: ClosedTrade) -> dict[str, object]:
+    """A closed round trip as a row of the ``trades`` table."""
+    return {
+        "run_id": run_id,
+        "strategy": t.strategy,
+        "symbol": t.symbol,
+        "side": "long" if t.side > 0 else "short",
+        "quantity": t.quantity,
+        "entry_time": t.entry_time,
+        "exit_time": t.exit_time,
+        "entry_price": t.entry_price,
+        "exit_price": t.exit_price,
+        "pnl": t.pnl,
+        "return_pct": t.return_pct,
+        "entry_reason": t.entry_reason,
+        "exit_reason": t.exit_reason,
+        "regime_at_entry": t.regime_at_entry,
+        "confidence": t.confidence,
+        "rules_touched": list(t.rules),
+        "ruleset_version": t.ruleset_version,
+    }
