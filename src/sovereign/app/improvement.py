@@ -93,7 +93,6 @@ class AppServices:
         self.now = now
         self.cache = cache if cache is not None else GateCache()
         self.on_notify = on_notify
-        self.gate_reports: dict[str, dict[str, Any]] = {}
         self._prep = inputs.prepared
         self._counterfactuals: dict[str, Counterfactual] | None = None
 
@@ -321,7 +320,7 @@ class AppServices:
             crash_panel=inputs.panel,
             crash_prepared=prepared,
         )
-        report = evaluate(
+        return evaluate(
             proposal,
             baseline,
             data,
@@ -330,8 +329,6 @@ class AppServices:
             trials=self.trials(),
             cache=self.cache,
         ).to_json()
-        self.gate_reports[proposal.id] = report
-        return report
 
     # ---- act --------------------------------------------------------------------------------
 
