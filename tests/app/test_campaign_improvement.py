@@ -4,6 +4,7 @@ on the bars known at the time, verdicts with reasons in the summary, the same in
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,6 @@ def test_run_improves_on_the_simulated_clock_and_reports_every_verdict(
     assert len(deployed) == len(imp["deployed"])
     verify = json.loads(CliRunner().invoke(cli, ["audit", "verify", "--json"]).stdout)
     assert verify["ok"]
+    # A replay never resumes a finished cycle: its checkpoints are deleted once it is complete.
+    with sqlite3.connect(home / "var" / "checkpoints.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)

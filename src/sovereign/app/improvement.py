@@ -401,8 +401,14 @@ def run_improvement(
     llm: BaseChatModel | None = None,
     cache: GateCache | None = None,
     on_notify: Callable[[dict[str, Any]], None] | None = None,
+    keep_checkpoint: bool = True,
 ) -> CycleResult:
-    """Run (or resume, or read back) improvement cycle ``cycle_id`` at ``now``."""
+    """Run (or resume, or read back) improvement cycle ``cycle_id`` at ``now``.
+
+    ``keep_checkpoint=False`` deletes the cycle's checkpoints once it is complete (its
+    outcome is in memory: proposals, verdicts, deployments); a replay, which never resumes a
+    finished cycle, uses it to keep the checkpoint file from growing with every run.
+    """
     services = AppServices(app, inputs, now=now, cache=cache, on_notify=on_notify)
     reader, tools = (
         (None, [])
@@ -411,9 +417,12 @@ def run_improvement(
     )
     try:
         with checkpointer_for(app) as saver:
-            return run_cycle(
+            result = run_cycle(
                 services, cycle_id=cycle_id, now=now, checkpointer=saver, llm=llm, tools=tools
             )
+            if result.complete and not keep_checkpoint:
+                saver.delete_thread(cycle_id)
+            return result
     finally:
         if reader is not None:
             reader.dispose()

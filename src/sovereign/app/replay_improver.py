@@ -148,6 +148,7 @@ class ReplayImprover:
                 cycle_id=f"{self.run_id}-{now:%Y%m%d}",
                 now=now,
                 llm=self.options.llm,
+                keep_checkpoint=False,
             )
         except DataError as err:
             # Too little history for the gate to judge yet: nothing was decided or recorded.
