@@ -50,7 +50,11 @@ class TelegramSettings(_Section):
 
 
 class AlpacaSettings(_Section):
+    """Alpaca: paper by default. Keys only from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``.
+    ``base_url`` / ``data_url`` override the trading and market-data endpoints."""
+
     base_url: str | None = None
+    data_url: str | None = None
     paper: bool = True
 
 
