@@ -8,8 +8,8 @@ raises :class:`~sovereign.errors.DataError` and never reaches a strategy. Stamps
 project's convention (:func:`.parsing.bar_close_times`): a daily bar at 00:00 UTC of its session
 date, an intraday bar at its close.
 
-Endpoint: ``data_url``, else ``Settings().alpaca.data_url`` when that setting exists, else
-Alpaca's data URL. Keys as for :class:`~sovereign.brokers.alpaca.adapter.AlpacaBroker`.
+Endpoint: ``data_url``, else ``Settings().alpaca.data_url`` (``SOVEREIGN_ALPACA__DATA_URL``),
+else Alpaca's data URL. Keys as for :class:`~sovereign.brokers.alpaca.adapter.AlpacaBroker`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class AlpacaData:
         key, secret = load_keys(api_key, secret_key)
         if data_url is None:
             section = settings if settings is not None else Settings().alpaca
-            data_url = getattr(section, "data_url", None)  # a setting the lead may add
+            data_url = section.data_url
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._feed = None if feed is None else DataFeed(feed)
