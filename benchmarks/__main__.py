@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import os
 
-from benchmarks import backtest_sample, gate_verdict, sma_vs_backtesting_py, trader_latency
+from benchmarks import (
+    backtest_sample,
+    gate_verdict,
+    sma_vs_backtesting_py,
+    telegram_status,
+    trader_latency,
+)
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar
 
-for module in (backtest_sample, trader_latency, sma_vs_backtesting_py, gate_verdict):
+for module in (
+    backtest_sample,
+    trader_latency,
+    sma_vs_backtesting_py,
+    gate_verdict,
+    telegram_status,
+):
     print(f"\n== {module.__name__.split('.')[-1]} ==")
     module.main()

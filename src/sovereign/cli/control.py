@@ -27,7 +27,7 @@ def status(as_json: JsonOpt = False) -> None:
     """Supervisor state, last run, active rules and the constitution pin."""
     from sovereign.app.control import status as get_status
 
-    s = get_status(open_app())
+    s = get_status(open_app()).to_json()
     if as_json:
         print_json(s)
         return
@@ -51,7 +51,7 @@ def halt(
     from sovereign.app.control import halt as do_halt
 
     result = do_halt(open_app(), by=by, reason=reason)
-    print_json(result) if as_json else out.print(f"[bold red]HALTED[/] ({result['reason']})")
+    print_json(result.to_json()) if as_json else out.print(f"[bold red]HALTED[/] ({result.reason})")
 
 
 @app.command()
@@ -64,9 +64,83 @@ def resume(
     from sovereign.app.control import resume as do_resume
 
     result = do_resume(open_app(), by=by)
-    print_json(result) if as_json else out.print(
-        f"[bold green]{result['state']}[/] ({result['message']})"
+    print_json(result.to_json()) if as_json else out.print(
+        f"[bold green]{result.state}[/] ({result.message})"
     )
+
+
+@app.command()
+@friendly
+def capital(as_json: JsonOpt = False) -> None:
+    """Per-strategy capital pools at the end of the last run."""
+    from sovereign.app.control import capital as get_capital
+
+    report = get_capital(open_app())
+    if as_json:
+        print_json(report.to_json())
+        return
+    table = Table(title=f"Capital (run {report.run_id or '-'})")
+    for column in ("strategy", "capital", "equity", "return", "realized P&L", "trades", "killed"):
+        table.add_column(column)
+    for p in report.pools:
+        table.add_row(
+            p.strategy,
+            _money(p.capital),
+            _money(p.pool_equity),
+            "-" if p.pool_return is None else f"{p.pool_return:+.2%}",
+            _money(p.realized_pnl),
+            str(p.trades),
+            "yes" if p.killed else "no",
+        )
+    out.print(table)
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+@app.command()
+@friendly
+def proposals(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent proposals with their verdicts."""
+    from sovereign.app.control import proposals as get_proposals
+
+    report = get_proposals(open_app(), limit=limit)
+    if as_json:
+        print_json(report.to_json())
+        return
+    table = Table(title="Proposals (newest first)")
+    for column in ("when", "proposal", "outcome", "codes"):
+        table.add_column(column, overflow="fold")
+    for p in report.items:
+        outcome = p.outcome if p.to_version is None else f"{p.outcome} v{p.to_version}"
+        table.add_row(
+            f"{p.at:%Y-%m-%d %H:%M}", f"{p.summary} [{p.source}]", outcome, ", ".join(p.codes)
+        )
+    out.print(table)
+
+
+@app.command()
+@friendly
+def readiness(as_json: JsonOpt = False) -> None:
+    """The live-readiness checklist; exits 1 when an item is not ok."""
+    from sovereign.app.control import readiness as get_readiness
+
+    report = get_readiness(open_app())
+    if as_json:
+        print_json(report.to_json())
+    else:
+        table = Table(title="Live readiness", show_header=False)
+        for item in report.items:
+            mark = "[green]ok[/]" if item.ok else "[bold red]no[/]"
+            table.add_row(mark, item.name, item.detail)
+        out.print(table)
+        out.print("[bold green]ready[/]" if report.ready else "[bold yellow]not ready[/]")
+    if not report.ready:
+        raise typer.Exit(1)
 
 
 @audit_app.command("verify")
@@ -113,7 +187,7 @@ def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     from sovereign.app.control import constitution as get_constitution
 
-    payload = get_constitution(open_app())
+    payload = get_constitution(open_app()).to_json()
     if as_json:
         print_json(payload)
         return

@@ -90,7 +90,7 @@ def history(
     """Proposals with their verdicts and reasons, deployments and rollbacks."""
     from sovereign.app.control import history as get_history
 
-    payload = get_history(open_app(), limit=limit, kind=kind)
+    payload = get_history(open_app(), limit=limit, kind=kind).to_json()
     if as_json:
         print_json(payload)
         return
@@ -137,7 +137,7 @@ def rules(as_json: JsonOpt = False) -> None:
     """The active rule set (rules and tuned parameters) and its versions."""
     from sovereign.app.control import rules as get_rules
 
-    payload = get_rules(open_app())
+    payload = get_rules(open_app()).to_json()
     if as_json:
         print_json(payload)
         return
@@ -177,7 +177,7 @@ def rollback(
     """Restore an earlier rule set version exactly (allowed past the daily change budget)."""
     from sovereign.app.control import rollback as do_rollback
 
-    record = do_rollback(open_app(), version, by=by, reason=reason)
+    record = do_rollback(open_app(), version, by=by, reason=reason).to_json()
     if as_json:
         print_json(record)
         return
@@ -195,7 +195,7 @@ def gate_unfreeze(
     """Clear the auto-deploy freeze set by a failed negative control (people only)."""
     from sovereign.app.control import unfreeze
 
-    payload = unfreeze(open_app(), by=by)
+    payload = unfreeze(open_app(), by=by).to_json()
     if as_json:
         print_json(payload)
         return
