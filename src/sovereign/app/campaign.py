@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sovereign.app.announce import Announcer
 from sovereign.app.backtesting import load_panel
 from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
+from sovereign.app.killswitch import KillSwitch
 from sovereign.app.persist import MemorySink
 from sovereign.app.replay_improver import ImproverOptions, ReplayImprover
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
@@ -91,16 +93,21 @@ def halt_file(app: App) -> Path:
     return app.settings.data_dir / "HALT"
 
 
-def _refuse_if_halted(app: App, supervisor_state: str, reason: str) -> None:
+def _refuse_if_halted(app: App, now: datetime) -> None:
+    """Fail closed before anything trades: the kill switch reads the halt file first, then the
+    persisted Supervisor state, and says no when either halts or the state cannot be read."""
+    decision = KillSwitch(app, app.settings.data_dir).check(now)
+    if decision.trade:
+        return
     if halt_file(app).exists():
         raise HaltTrading(
             f"the halt file {halt_file(app)} exists: trading is halted. Remove it (and run "
             "`sovereign resume`) when a person has decided to trade again."
         )
-    if supervisor_state == SupervisorState.HALTED.value:
-        raise HaltTrading(
-            f"the Supervisor is HALTED ({reason}). Only a person can lift it: `sovereign resume --by NAME`."
-        )
+    raise HaltTrading(
+        f"trading is halted ({decision.reason}). Only a person can lift it: "
+        "`sovereign resume --by NAME`."
+    )
 
 
 def run_campaign(
@@ -114,8 +121,7 @@ def run_campaign(
     """Replay ``panel`` (default: the options' data) as a paper campaign; see the module doc."""
     started = now or datetime.now(UTC)
     constitution, constitution_sha = app.constitution(now=started)
-    persisted = app.load_supervisor(constitution)
-    _refuse_if_halted(app, persisted.state.value, persisted.reason)
+    _refuse_if_halted(app, started)
 
     if panel is None:
         panel = load_panel(options.data, options.universe, (), None, None)
@@ -156,8 +162,11 @@ def run_campaign(
     warmup = max(s.warmup_bars for s in strategies)
     loop_start = max(0, first - warmup)
 
+    announce = Announcer.open(app)
+
     def persist_transition(t: Transition) -> None:
         app.save_supervisor(supervisor, t.timestamp)
+        announce.transition(t)
 
     sink = MemorySink(
         run_id=run_id,
@@ -197,6 +206,7 @@ def run_campaign(
         backtest=BacktestConfig(cash=options.cash, seed=options.seed),
         options=options.improver
         or ImproverOptions(every_days=options.improve_every_days, seed=options.seed),
+        announce=announce,
     )
     warp = TimeWarp(options.speed)
     stopped: str | None = None
@@ -232,6 +242,7 @@ def run_campaign(
     finally:
         sink.flush()
         app.save_supervisor(supervisor, clock.now())
+        announce.close()
     result = summarize(loop, warmup=first - loop_start)
     end = loop.panel.timestamps[loop_start + len(loop.equity) - 1].to_pydatetime()
     as_json = result.to_json()

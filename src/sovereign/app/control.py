@@ -23,6 +23,7 @@ from sovereign.app.context import App
 from sovereign.app.controls import CONTROLS_KEY
 from sovereign.app.deploy import autodeploy_frozen, clear_autodeploy_freeze
 from sovereign.app.deploy import rollback as do_rollback
+from sovereign.app.killswitch import SYSTEM_NAMES
 from sovereign.app.readiness import ReadinessReport
 from sovereign.app.readiness import readiness as check_readiness
 from sovereign.constitution import load as load_constitution
@@ -479,8 +480,10 @@ def halt(app: App, *, by: str, reason: str, now: datetime | None = None) -> Halt
 
 def resume(app: App, *, by: str, now: datetime | None = None) -> ResumeResult:
     """Lift a halt; refused (nothing changes) while the halt file exists."""
-    if not by.strip():
-        raise ConfigError("resume needs the name of the person deciding (--by NAME)")
+    if by.strip().lower() in SYSTEM_NAMES:
+        raise ConfigError(
+            f"resume needs the name of the person deciding (--by NAME); {by!r} is not one"
+        )
     at = now or datetime.now(UTC)
     constitution_, _ = load_constitution(app.constitution_path)
     sup = app.load_supervisor(constitution_)

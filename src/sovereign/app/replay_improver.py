@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from sovereign.app import deploy as deployment
+from sovereign.app.announce import Announcer
 from sovereign.app.context import App
 from sovereign.app.improvement import ImprovementInputs, run_improvement
 from sovereign.constitution import Constitution
@@ -100,6 +101,7 @@ class ReplayImprover:
         start: datetime,
         backtest: BacktestConfig,
         options: ImproverOptions,
+        announce: Announcer | None = None,
     ) -> None:
         self.app = app
         self.run_id = run_id
@@ -110,6 +112,7 @@ class ReplayImprover:
         self.trader = trader
         self.backtest = backtest
         self.options = options
+        self.announce = announce
         self.log = ImproverLog()
         self.next_cycle = start + timedelta(days=options.min_days)
         self._expected: float | None = None  # the watched deployment's expected drawdown
@@ -149,6 +152,7 @@ class ReplayImprover:
                 now=now,
                 llm=self.options.llm,
                 keep_checkpoint=False,
+                on_notify=None if self.announce is None else self.announce.cycle,
             )
         except DataError as err:
             # Too little history for the gate to judge yet: nothing was decided or recorded.
@@ -188,6 +192,8 @@ class ReplayImprover:
         entry = record.to_json()
         self.log.rollbacks.append(entry)
         log.warning("canary rollback at %s: %s", now.date(), record.reason)
+        if self.announce is not None:
+            self.announce.rollback(record.to_version, by=record.by, reason=record.reason)
 
     def _apply(self) -> None:
         active = self.app.rules.active()
