@@ -214,3 +214,15 @@ def test_cli_capital_proposals_readiness_and_bot_without_a_token(seeded: App) ->
     assert readiness.exit_code == 1 and '"ready": false' in readiness.stdout
     bot = runner.invoke(cli, ["bot"])
     assert bot.exit_code == 2 and "SOVEREIGN_TELEGRAM__TOKEN" in " ".join(bot.output.split())
+
+
+def test_readiness_reads_the_newest_reconciliation(seeded: App) -> None:
+    def item() -> object:
+        return {i.name: i for i in control.readiness(seeded, now=NOW).items}["reconciliation"]
+
+    store = seeded.supervisor_store
+    store.save_state("reconciliation:live-1", {"ok": True, "blocking": []}, NOW)
+    assert item().ok and "clean" in item().detail
+    later = NOW + timedelta(hours=1)
+    store.save_state("reconciliation:live-2", {"ok": True, "blocking": ["order x unknown"]}, later)
+    assert not item().ok and "1 unacknowledged issue" in item().detail

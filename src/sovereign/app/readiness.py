@@ -9,8 +9,9 @@ Each item is checked from the database and the files, never from memory of a run
 - ``autodeploy``: automatic deployment is not frozen;
 - ``audit_chain``: the audit log's hash chain verifies;
 - ``constitution_pinned``: the constitution file matches its recorded hash;
-- ``reconciliation``: broker reconciliation is not recorded yet, so it is reported as
-  ``unknown`` and not ok.
+- ``reconciliation``: the newest broker reconciliation (``kv_state`` ``reconciliation:<run>``,
+  written by :class:`sovereign.app.reconcile.Reconciler`) was clean with no unacknowledged
+  issue; before any, "unknown" and not ok.
 
 ``ready`` is True only when every item is ok.
 """
@@ -30,6 +31,7 @@ from sovereign.app.deploy import autodeploy_frozen
 from sovereign.constitution import file_sha256
 from sovereign.constitution import load as load_constitution
 from sovereign.memory import EquitySnapshotRow, RunRow, session
+from sovereign.memory.tables import KVStateRow
 from sovereign.trading.supervisor import SupervisorState
 
 MIN_PAPER_DAYS = 20
@@ -76,13 +78,36 @@ def readiness(app: App, *, now: datetime, min_paper_days: int = MIN_PAPER_DAYS) 
             _autodeploy(app),
             _audit(app),
             _pinned(app),
-            ReadinessItem(
-                name="reconciliation",
-                ok=False,
-                detail="unknown: broker reconciliation is not recorded yet",
-            ),
+            _reconciliation(app),
         ),
     )
+
+
+def _reconciliation(app: App) -> ReadinessItem:
+    """The newest broker reconciliation (any account): clean, with no unacknowledged issue."""
+    query = (
+        select(KVStateRow)
+        .where(col(KVStateRow.key).startswith("reconciliation:"))
+        .order_by(col(KVStateRow.updated_at).desc())
+        .limit(1)
+    )
+    with session(app.engine) as db:
+        row = db.exec(query).first()
+    if row is None:
+        return ReadinessItem(
+            name="reconciliation", ok=False, detail="unknown: no broker reconciliation yet"
+        )
+    value = dict(row.value)
+    blocking = value.get("blocking") or []
+    ok = bool(value.get("ok")) and not blocking
+    detail = (
+        f"clean at {row.updated_at:%Y-%m-%d %H:%M} UTC"
+        if ok
+        else f"{len(blocking)} unacknowledged issue(s) since {row.updated_at:%Y-%m-%d %H:%M} UTC"
+        if blocking
+        else f"last reconciliation failed at {row.updated_at:%Y-%m-%d %H:%M} UTC"
+    )
+    return ReadinessItem(name="reconciliation", ok=ok, detail=detail)
 
 
 def _days(app: App, modes: tuple[str, ...]) -> int:
