@@ -174,9 +174,64 @@ def run(
             help="Simulated days between improvement cycles (0 = none; default: settings, 61)."
         ),
     ] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="paper: replay on the paper exchange (default). alpaca: trade live on the wall "
+            "clock against Alpaca (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)."
+        ),
+    ] = "paper",
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option("--symbol", help="With --broker alpaca: a symbol to trade (repeatable)."),
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", "-s", help="With --broker alpaca: strategy name (repeatable)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="With --broker alpaca: NAME=VALUE (repeatable)."),
+    ] = None,
+    poll_seconds: Annotated[
+        float, typer.Option(help="With --broker alpaca: seconds between trading cycles.")
+    ] = 60.0,
+    timeframe: Annotated[
+        str, typer.Option(help="With --broker alpaca: bar timeframe (1Day, 1Hour, 5Min, ...).")
+    ] = "1Day",
+    session_only: Annotated[
+        bool,
+        typer.Option(
+            "--session-only/--any-time",
+            help="With --broker alpaca: trade and reconcile only during NYSE sessions.",
+        ),
+    ] = True,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            help="With --broker alpaca: the account's stable name (order id namespace; "
+            "default alpaca-paper or alpaca-live)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the autonomous paper campaign: replay, trade, study, improve, record, summarise."""
+    """Run the autonomous loop: by default the paper campaign (replay, trade, study, improve,
+    record, summarise); with --broker alpaca, live on the wall clock until SIGINT/SIGTERM."""
+    if broker not in ("paper", "alpaca"):
+        raise ConfigError(f"--broker must be paper or alpaca, got {broker!r}")
+    if broker == "alpaca":
+        _run_alpaca(
+            symbols=tuple(symbol or ()),
+            strategies=tuple(strategy or ()),
+            params=tuple(param or ()),
+            poll_seconds=poll_seconds,
+            timeframe=timeframe,
+            session_only=session_only,
+            account=account,
+            seed=seed,
+            as_json=as_json,
+        )
+        return
     from sovereign.app.backtesting import load_panel
     from sovereign.app.campaign import CampaignOptions, run_campaign
     from sovereign.app.replay_improver import ImproverOptions
@@ -207,6 +262,70 @@ def run(
         print_json(run_campaign(ctx, options, panel=panel).to_json())
         return
     _print_campaign(_run_with_progress(ctx, options, panel))
+
+
+def _run_alpaca(
+    *,
+    symbols: tuple[str, ...],
+    strategies: tuple[str, ...],
+    params: tuple[str, ...],
+    poll_seconds: float,
+    timeframe: str,
+    session_only: bool,
+    account: str | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """`sovereign run --broker alpaca`: the live loop (sovereign.app.live) until a signal."""
+    from datetime import timedelta
+
+    from sovereign.app.live import CycleReport, LiveOptions, run_live
+    from sovereign.brokers.alpaca import AlpacaBroker, AlpacaData
+    from sovereign.settings import Settings
+    from sovereign.trading.catalog import DEFAULT_STRATEGIES, parse_params
+
+    if not symbols:
+        raise ConfigError("--broker alpaca needs at least one --symbol to trade")
+    settings = Settings()
+    names = strategies or DEFAULT_STRATEGIES
+    paper = settings.alpaca.paper
+    options = LiveOptions(
+        symbols=symbols,
+        account=account or ("alpaca-paper" if paper else "alpaca-live"),
+        mode="paper-alpaca" if paper else "live-alpaca",
+        strategies=names,
+        params=parse_params(params, names),
+        poll=timedelta(seconds=poll_seconds),
+        timeframe=timeframe,
+        session_only=session_only,
+        seed=seed if seed is not None else settings.run.seed,
+    )
+    data = AlpacaData(settings=settings.alpaca)  # ConfigError here when the keys are missing
+    alpaca = AlpacaBroker(settings=settings.alpaca, last_price=data.last_price)
+    ctx = open_app()
+
+    def progress(c: CycleReport) -> None:
+        bar = "-" if c.bar is None else f"{c.bar:%Y-%m-%d %H:%M}"
+        equity = "-" if c.equity is None else f"{c.equity:,.2f}"
+        err.print(
+            f"cycle {c.at:%Y-%m-%dT%H:%M:%S}Z bar {bar} equity {equity} orders {c.orders} "
+            f"fills {c.fills} state {c.state}" + (f" ({c.note})" if c.note else ""),
+            highlight=False,
+        )
+
+    err.print(
+        f"live: {options.mode} account {options.account}, {', '.join(symbols)}, "
+        f"poll {poll_seconds:g}s; stop with Ctrl-C (SIGINT) or SIGTERM",
+        highlight=False,
+    )
+    report = run_live(ctx, options, broker=alpaca, data=data, on_cycle=progress)
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(
+        f"run [bold]{report.run_id}[/] stopped · cycles {report.cycles}, orders {report.orders}, "
+        f"fills {report.fills}"
+    )
 
 
 def _run_with_progress(ctx: Any, options: Any, panel: Any) -> Any:
