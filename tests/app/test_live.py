@@ -350,8 +350,9 @@ def test_sigkill_after_submit_then_restart_reconciles_without_a_duplicate(
             AlpacaBroker(api_key=KEY, secret_key=SECRET, base_url=stub.url, paper=True),
             run_id=restarted.run_id,
             run_ids=[killed.run_id],
+            key=f"reconciliation:{ACCOUNT}",  # the account's gate, as the live loop keeps it
         )
-        assert rec.may_trade()  # the restart's reconciliation found nothing blocking
+        assert rec.may_trade(), rec.state()  # the restart's reconciliation found nothing blocking
         assert app.audit.verify().ok
     finally:
         app.dispose()

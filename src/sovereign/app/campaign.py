@@ -36,6 +36,8 @@ from sovereign.trading.supervisor import Supervisor, SupervisorState
 from sovereign.trading.trader import Trader, TraderConfig
 
 DEFAULT_YEARS = 7
+REPLAY_ACCOUNT = "paper-replay"
+"""The books a replay's Supervisor state belongs to (each replay starts a fresh paper account)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -165,7 +167,7 @@ def run_campaign(
     announce = Announcer.open(app)
 
     def persist_transition(t: Transition) -> None:
-        app.save_supervisor(supervisor, t.timestamp)
+        app.save_supervisor(supervisor, t.timestamp, account=REPLAY_ACCOUNT)
         announce.transition(t)
 
     sink = MemorySink(
@@ -241,7 +243,7 @@ def run_campaign(
                 break
     finally:
         sink.flush()
-        app.save_supervisor(supervisor, clock.now())
+        app.save_supervisor(supervisor, clock.now(), account=REPLAY_ACCOUNT)
         announce.close()
     result = summarize(loop, warmup=first - loop_start)
     end = loop.panel.timestamps[loop_start + len(loop.equity) - 1].to_pydatetime()

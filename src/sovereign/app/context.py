@@ -21,7 +21,7 @@ from sovereign.memory import (
     upgrade,
 )
 from sovereign.settings import Settings
-from sovereign.trading.supervisor import Supervisor
+from sovereign.trading.supervisor import Supervisor, SupervisorState
 
 SUPERVISOR_KEY = "supervisor"
 
@@ -98,15 +98,40 @@ class App:
         )
         return sha
 
-    def load_supervisor(self, constitution: Constitution) -> Supervisor:
-        """The persisted Supervisor (HALTED survives restarts), or a fresh one."""
+    def load_supervisor(
+        self, constitution: Constitution, *, account: str | None = None
+    ) -> Supervisor:
+        """The persisted Supervisor (HALTED survives restarts), or a fresh one.
+
+        With ``account``, the persisted books (peak equity, day, pools) are used only if they
+        were saved for that account: a replay's million-dollar peak means nothing to a live
+        account. A halt is global and survives either way.
+        """
         data = self.supervisor_store.load_state(SUPERVISOR_KEY)
         if data is None:
             return Supervisor(constitution=constitution)
+        if account is not None and data.get("account") != account:
+            if data.get("state") == SupervisorState.HALTED.value:
+                return Supervisor(
+                    constitution=constitution,
+                    state=SupervisorState.HALTED,
+                    reason=str(data.get("reason", "")),
+                )
+            return Supervisor(constitution=constitution)
         return Supervisor.restore(constitution, data)
 
-    def save_supervisor(self, supervisor: Supervisor, at: datetime) -> None:
-        self.supervisor_store.save_state(SUPERVISOR_KEY, supervisor.snapshot(), at)
+    def save_supervisor(
+        self, supervisor: Supervisor, at: datetime, *, account: str | None = None
+    ) -> None:
+        """Persist ``supervisor``, tagged with the account whose books it holds (kept from the
+        stored state when not given, e.g. by a person's halt or resume)."""
+        snapshot = supervisor.snapshot()
+        if account is None:
+            stored = self.supervisor_store.load_state(SUPERVISOR_KEY) or {}
+            account = stored.get("account")
+        if account is not None:
+            snapshot["account"] = account
+        self.supervisor_store.save_state(SUPERVISOR_KEY, snapshot, at)
 
     def dispose(self) -> None:
         self.engine.dispose()

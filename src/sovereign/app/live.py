@@ -235,7 +235,7 @@ class LiveLoop:
         self.lock = threading.Lock()
         self.killswitch = KillSwitch(app, app.settings.data_dir)
         self.constitution, self.constitution_sha = app.constitution(now=now)
-        self.supervisor = app.load_supervisor(self.constitution)
+        self.supervisor = app.load_supervisor(self.constitution, account=options.account)
         decision = self.killswitch.check(now)
         if not decision.trade:
             raise HaltTrading(
@@ -275,7 +275,13 @@ class LiveLoop:
             self.run_id, started_at=now, mode=options.mode, seed=options.seed, config=config
         )
         app.audit.append("run.started", {"run_id": self.run_id, **config}, now)
-        self.reconciler = Reconciler(app, broker, run_id=self.run_id, run_ids=self.earlier)
+        self.reconciler = Reconciler(
+            app,
+            broker,
+            run_id=self.run_id,
+            run_ids=self.earlier,
+            key=f"reconciliation:{options.account}",
+        )
         try:
             self.reconciler.run(now)  # before any order
         except BrokerUnavailable as err:
@@ -391,7 +397,7 @@ class LiveLoop:
             if self._closed:
                 return
             self.memory_sink.flush()
-            self.app.save_supervisor(self.supervisor, ctx.now)
+            self.app.save_supervisor(self.supervisor, ctx.now, account=self.options.account)
 
     def negative_control(self, ctx: JobContext) -> None:
         log.info("negative control: not run by the live loop (run `sovereign eval`)")
@@ -493,7 +499,7 @@ class LiveLoop:
         self.last_bar = bar
         self._equity_point(account, now)
         self.memory_sink.flush()
-        self.app.save_supervisor(self.supervisor, now)
+        self.app.save_supervisor(self.supervisor, now, account=self.options.account)
         self.report.orders += sent
         note = "" if self.reconciler.may_trade() else "not reconciled: exits only"
         if not decision.trade:
@@ -604,7 +610,7 @@ class LiveLoop:
         }
 
     def _persist_transition(self, t: Transition) -> None:
-        self.app.save_supervisor(self.supervisor, t.timestamp)
+        self.app.save_supervisor(self.supervisor, t.timestamp, account=self.options.account)
 
     # ---- shutdown --------------------------------------------------------------------
 
@@ -615,7 +621,7 @@ class LiveLoop:
                 return self.report
             self._closed = True
             self.memory_sink.flush()
-            self.app.save_supervisor(self.supervisor, now)
+            self.app.save_supervisor(self.supervisor, now, account=self.options.account)
             self.report.finished = now
             self.report.counts = dict(self.memory_sink.counts)
             positions: dict[str, float] = {}

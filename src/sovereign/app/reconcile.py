@@ -403,13 +403,21 @@ class Reconciler:
     """
 
     def __init__(
-        self, app: App, broker: Broker, *, run_id: str, run_ids: Sequence[str] = ()
+        self,
+        app: App,
+        broker: Broker,
+        *,
+        run_id: str,
+        run_ids: Sequence[str] = (),
+        key: str | None = None,
     ) -> None:
         self.app = app
         self.broker = broker
         self.run_id = run_id
         self.run_ids = tuple(dict.fromkeys((run_id, *run_ids)))
-        self.key = f"reconciliation:{run_id}"
+        # Keyed by account (``key``) the gate state, adopted adjustments and acknowledgements
+        # survive a restart; the default keys them by run.
+        self.key = key or f"reconciliation:{run_id}"
 
     # ---- state ------------------------------------------------------------------------
 
