@@ -68,6 +68,10 @@ class Announcer:
         elif t.scope.startswith("strategy:") and t.to_state == "KILLED":
             self.notifier.strategy_killed(t.scope.removeprefix("strategy:"), t.reason)
 
+    def reconciliation_mismatch(self, detail: str) -> None:
+        if self.notifier is not None:
+            self.notifier.reconciliation_mismatch(detail)
+
     def close(self) -> None:
         if self.bot is not None:
             self.bot.stop()

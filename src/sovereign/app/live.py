@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from sovereign.app.announce import Announcer
 from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.jobs import Every, Job, JobContext, JobFunctions, Schedule, build_jobs
@@ -324,6 +325,7 @@ class LiveLoop:
         self.open_orders: set[str] = set()
         self.equity = account.equity
         self._closed = False
+        self.announce = Announcer.open(app)  # the bot and notifications, when configured
 
     # ---- job list --------------------------------------------------------------------
 
@@ -370,9 +372,15 @@ class LiveLoop:
                 return
             self.memory_sink.flush()  # reconcile against everything we know
             try:
-                self.reconciler.run(ctx.now)
+                report = self.reconciler.run(ctx.now)
             except BrokerUnavailable as err:
                 log.error("reconciliation failed: %s (no new orders until it succeeds)", err)
+                return
+        if report.blocking:
+            self.announce.reconciliation_mismatch(
+                "; ".join(i.message for i in report.blocking[:3])
+                + (f" (+{len(report.blocking) - 3} more)" if len(report.blocking) > 3 else "")
+            )
 
     def heartbeat(self, ctx: JobContext) -> None:
         self.app.supervisor_store.save_state(
@@ -400,7 +408,13 @@ class LiveLoop:
             self.app.save_supervisor(self.supervisor, ctx.now, account=self.options.account)
 
     def negative_control(self, ctx: JobContext) -> None:
-        log.info("negative control: not run by the live loop (run `sovereign eval`)")
+        """The weekly control run (quick markets): an accepted negative control freezes
+        automatic deployment until a person clears it."""
+        from sovereign.app.controls import run_controls
+
+        report = run_controls(self.app, now=ctx.now, quick=True)
+        if not report.ok:
+            log.critical("controls failed: %s", report.to_json()["negatives_accepted"])
 
     def improvement(self, ctx: JobContext) -> None:
         """The daily improvement cycle over the fetched panel (skipped with too little history)."""
@@ -429,7 +443,9 @@ class LiveLoop:
             equity=self.equity,
         )
         cycle_id = f"{self.options.account}-{ctx.now:%Y%m%d}"
-        run_improvement(self.app, inputs, cycle_id=cycle_id, now=ctx.now)
+        run_improvement(
+            self.app, inputs, cycle_id=cycle_id, now=ctx.now, on_notify=self.announce.cycle
+        )
         active = self.app.rules.active()
         with self.lock:
             if active is not None and active[1].id != self.trader.rules.id:
@@ -611,6 +627,7 @@ class LiveLoop:
 
     def _persist_transition(self, t: Transition) -> None:
         self.app.save_supervisor(self.supervisor, t.timestamp, account=self.options.account)
+        self.announce.transition(t)
 
     # ---- shutdown --------------------------------------------------------------------
 
@@ -620,6 +637,7 @@ class LiveLoop:
             if self._closed:
                 return self.report
             self._closed = True
+            self.announce.close()
             self.memory_sink.flush()
             self.app.save_supervisor(self.supervisor, now, account=self.options.account)
             self.report.finished = now
