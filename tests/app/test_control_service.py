@@ -226,3 +226,23 @@ def test_readiness_reads_the_newest_reconciliation(seeded: App) -> None:
     later = NOW + timedelta(hours=1)
     store.save_state("reconciliation:live-2", {"ok": True, "blocking": ["order x unknown"]}, later)
     assert not item().ok and "1 unacknowledged issue" in item().detail
+
+
+def test_a_person_acknowledges_blocking_reconciliation_issues(seeded: App) -> None:
+    key = "reconciliation:acct-1"
+    issue = {
+        "kind": "unknown_position",
+        "key": "ZZZ",
+        "message": "broker holds ZZZ",
+        "blocking": True,
+    }
+    seeded.supervisor_store.save_state(key, {"ok": True, "blocking": [issue]}, NOW)
+    with pytest.raises(ConfigError, match="person"):
+        control.acknowledge(seeded, account="acct-1", by="system", now=NOW)
+    with pytest.raises(ConfigError, match="no reconciliation"):
+        control.acknowledge(seeded, account="nope", by="alice", now=NOW)
+    result = control.acknowledge(seeded, account="acct-1", by="alice", now=NOW)
+    assert result.to_json() == {"account": "acct-1", "by": "alice", "accepted": ["ZZZ"]}
+    state = seeded.supervisor_store.load_state(key)
+    assert state["blocking"] == [] and state["acknowledged_by"] == "alice"
+    assert seeded.audit.verify().ok

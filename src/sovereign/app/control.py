@@ -26,8 +26,9 @@ from sovereign.app.deploy import rollback as do_rollback
 from sovereign.app.killswitch import SYSTEM_NAMES
 from sovereign.app.readiness import ReadinessReport
 from sovereign.app.readiness import readiness as check_readiness
+from sovereign.app.reconcile import acknowledge as acknowledge_issues
 from sovereign.constitution import load as load_constitution
-from sovereign.errors import ConfigError
+from sovereign.errors import ConfigError, HaltTrading
 from sovereign.memory import (
     EquitySnapshotRow,
     HistoryEntry,
@@ -726,6 +727,34 @@ def unfreeze(app: App, *, by: str, now: datetime | None = None) -> UnfreezeResul
     return UnfreezeResult(cleared=cleared, frozen=autodeploy_frozen(app))
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AcknowledgeResult:
+    account: str
+    by: str
+    accepted: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "by": self.by, "accepted": list(self.accepted)}
+
+
+def acknowledge(
+    app: App, *, account: str, by: str, now: datetime | None = None
+) -> AcknowledgeResult:
+    """A person accepts an account's blocking reconciliation issues; new orders may resume."""
+    if by.strip().lower() in SYSTEM_NAMES:
+        raise ConfigError(f"acknowledging needs a person's name (--by NAME); {by!r} is not one")
+    key = f"reconciliation:{account}"
+    state = app.supervisor_store.load_state(key)
+    if state is None:
+        raise ConfigError(f"no reconciliation recorded for account {account!r}")
+    blocking = tuple(str(i.get("key", "")) for i in state.get("blocking", []))
+    try:
+        acknowledge_issues(app, key, by=by, now=now or datetime.now(UTC))
+    except HaltTrading as err:
+        raise ConfigError(str(err)) from err
+    return AcknowledgeResult(account=account, by=by, accepted=blocking)
+
+
 # --- readiness --------------------------------------------------------------------------------
 
 
@@ -736,6 +765,7 @@ def readiness(app: App, *, now: datetime | None = None) -> ReadinessReport:
 
 __all__ = [
     "Account",
+    "AcknowledgeResult",
     "CapitalReport",
     "ConstitutionReport",
     "HaltResult",

@@ -392,6 +392,36 @@ def submit_safely(
 # ---------------------------------------------------------------------------- reconciler
 
 
+def acknowledge(app: App, key: str, *, by: str, now: datetime, run_id: str | None = None) -> None:
+    """A person accepts the blocking issues of the reconciliation kept under ``key``; trading
+    may resume. Raises ``ValueError`` without a name, and :class:`HaltTrading` when the last
+    reconciliation failed or none ran (nothing to acknowledge: reconcile first)."""
+    if not by.strip():
+        raise ValueError("acknowledging reconciliation issues needs the person's name")
+    st = app.supervisor_store.load_state(key) or {}
+    if not st.get("ok"):
+        raise HaltTrading("the last reconciliation did not complete: run it before acknowledging")
+    blocking = st.get("blocking", [])
+    accepted = {tuple(k) for k in st.get("accepted", [])}
+    accepted |= {(i["kind"], i["key"]) for i in blocking}
+    app.supervisor_store.save_state(
+        key,
+        {
+            **st,
+            "blocking": [],
+            "accepted": sorted([list(k) for k in accepted]),
+            "acknowledged_by": by,
+            "acknowledged_at": now.isoformat(),
+        },
+        now,
+    )
+    app.audit.append(
+        "reconcile.acknowledged",
+        {"key": key, "run_id": run_id, "by": by, "issues": [i["key"] for i in blocking]},
+        now,
+    )
+
+
 class Reconciler:
     """Reconciles ``broker`` with what ``app``'s memory holds for ``run_id`` and gates trading.
 
@@ -518,34 +548,8 @@ class Reconciler:
         return report
 
     def acknowledge(self, by: str, now: datetime) -> None:
-        """A person accepts the current blocking issues; trading may resume. Raises
-        ``ValueError`` without a name, and :class:`HaltTrading` when the last reconciliation
-        failed or none ran (nothing to acknowledge: reconcile first)."""
-        if not by.strip():
-            raise ValueError("acknowledging reconciliation issues needs the person's name")
-        st = self.state()
-        if not st.get("ok"):
-            raise HaltTrading(
-                "the last reconciliation did not complete: run it before acknowledging"
-            )
-        blocking = st.get("blocking", [])
-        accepted = {tuple(k) for k in st.get("accepted", [])}
-        accepted |= {(i["kind"], i["key"]) for i in blocking}
-        self._save(
-            {
-                **st,
-                "blocking": [],
-                "accepted": sorted([list(k) for k in accepted]),
-                "acknowledged_by": by,
-                "acknowledged_at": now.isoformat(),
-            },
-            now,
-        )
-        self.app.audit.append(
-            "reconcile.acknowledged",
-            {"run_id": self.run_id, "by": by, "issues": [i["key"] for i in blocking]},
-            now,
-        )
+        """A person accepts the current blocking issues (see :func:`acknowledge`)."""
+        acknowledge(self.app, self.key, by=by, now=now, run_id=self.run_id)
 
     def submit(self, order: Order, **kwargs: Any) -> OrderReport:
         """:func:`submit_safely` behind the gate: a new order (not ``reduce_only``) is refused

@@ -71,6 +71,22 @@ def resume(
 
 @app.command()
 @friendly
+def acknowledge(
+    account: Annotated[str, typer.Option(help="The broker account (as given to `run --account`).")],
+    by: Annotated[str, typer.Option(help="The person accepting the reconciliation issues.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Accept an account's blocking reconciliation issues so new orders may resume."""
+    from sovereign.app.control import acknowledge as do_acknowledge
+
+    result = do_acknowledge(open_app(), account=account, by=by)
+    print_json(result.to_json()) if as_json else out.print(
+        f"acknowledged {len(result.accepted)} issue(s) on {result.account} by {result.by}"
+    )
+
+
+@app.command()
+@friendly
 def capital(as_json: JsonOpt = False) -> None:
     """Per-strategy capital pools at the end of the last run."""
     from sovereign.app.control import capital as get_capital
