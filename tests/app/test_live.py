@@ -356,3 +356,33 @@ def test_sigkill_after_submit_then_restart_reconciles_without_a_duplicate(
         assert app.audit.verify().ok
     finally:
         app.dispose()
+
+
+def test_a_halt_and_a_resume_by_a_person_reach_the_running_loop(app: App, stub: AlpacaStub) -> None:
+    from sovereign.app import control
+
+    broker, data = _clients(stub)
+    stop = threading.Event()
+    states: list[str] = []
+
+    def on_cycle(c: CycleReport) -> None:
+        states.append(c.state)
+        if len(states) == 1:
+            control.halt(app, by="alice", reason="news", now=c.at)
+        elif len(states) == 2:
+            control.resume(app, by="alice", now=c.at)
+        elif len(states) >= 3:
+            stop.set()
+
+    run_live(
+        app,
+        _options(),
+        broker=broker,
+        data=data,
+        stop=stop,
+        on_cycle=on_cycle,
+        handle_signals=False,
+    )
+    assert states[:3] == ["NORMAL", "HALTED", "NORMAL"]
+    # The running loop did not overwrite the person's decisions with its own state.
+    assert control.status(app).to_json()["supervisor_state"] == "NORMAL"

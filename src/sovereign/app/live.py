@@ -468,7 +468,13 @@ class LiveLoop:
         self._report_dead_orders()
         decision = self.killswitch.check(now)
         if not decision.trade and self.supervisor.state is not SupervisorState.HALTED:
-            self.trader.halt(now, decision.reason)
+            self.trader.halt(now, decision.reason)  # a person's /halt, or the halt file
+        elif decision.trade and self.supervisor.state is SupervisorState.HALTED:
+            # A person resumed while this process ran: the persisted state is no longer
+            # HALTED (a halt by this process is persisted the moment it happens).
+            t = self.supervisor.resume(now, "a person (persisted resume)")
+            if t is not None:
+                self._persist_transition(t)
         panel = self.data.bars(
             list(self.options.symbols), self.fetch_start, timeframe=self.options.timeframe
         )
