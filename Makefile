@@ -10,7 +10,7 @@ STAMP := $(VENV)/.sovereign-installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,ibkr]'
 	@touch $(STAMP)
 
 install: $(STAMP)
