@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sovereign-installed
 
 .PHONY: install run test test-fast lint format bench controls chaos clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,ibkr]'
