@@ -15,17 +15,15 @@ import pytest
 from scipy import stats
 
 from sovereign.app.persist import trade_row
-from sovereign.engines.analytics import (
+from sovereign.engines.analytics import WeaknessReport, benjamini_hochberg, find_weaknesses
+from sovereign.engines.indicators import FeatureFrame
+from sovereign.engines.trade_table import (
     NA,
     Dimension,
-    WeaknessReport,
-    benjamini_hochberg,
-    find_weaknesses,
     performance_by,
     trade_frame,
     trade_frame_from_rows,
 )
-from sovereign.engines.indicators import FeatureFrame
 from sovereign.memory import make_engine, upgrade
 from sovereign.memory.trade_memory import TradeMemory
 from sovereign.trading.events import ClosedTrade
