@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sovereign.app.context import App
+from sovereign.bots.notify import Notifier
+from sovereign.bots.telegram import BotThread, from_settings
 from sovereign.trading.events import Transition
 from sovereign.trading.supervisor import SupervisorState
-
-if TYPE_CHECKING:  # the bots format the control service's results: import them lazily
-    from sovereign.bots.notify import Notifier
-    from sovereign.bots.telegram import BotThread
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +33,6 @@ class Announcer:
     def open(cls, app: App) -> Announcer:
         """Start the notifier and the bot if a token is set; a bot that cannot start is
         logged and skipped (trading does not depend on it)."""
-        from sovereign.bots.notify import Notifier
-        from sovereign.bots.telegram import BotThread, from_settings
-
         notifier = Notifier.from_settings(app.settings)
         if notifier is not None:
             notifier.start()

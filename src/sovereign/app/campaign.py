@@ -20,7 +20,7 @@ from sovereign.app.announce import Announcer
 from sovereign.app.backtesting import load_panel
 from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
-from sovereign.app.killswitch import KillSwitch
+from sovereign.app.killswitch import KillSwitch, halt_file
 from sovereign.app.persist import MemorySink
 from sovereign.app.replay_improver import ImproverOptions, ReplayImprover
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
@@ -89,10 +89,6 @@ class CampaignReport:
             **{k: v for k, v in self.result.to_json().items() if k not in ("trades",)},
             "trades": len(self.result.trades),
         }
-
-
-def halt_file(app: App) -> Path:
-    return app.settings.data_dir / "HALT"
 
 
 def _refuse_if_halted(app: App, now: datetime) -> None:

@@ -18,12 +18,11 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from sovereign.app.campaign import halt_file
 from sovereign.app.context import App
 from sovereign.app.controls import CONTROLS_KEY
 from sovereign.app.deploy import autodeploy_frozen, clear_autodeploy_freeze
 from sovereign.app.deploy import rollback as do_rollback
-from sovereign.app.killswitch import SYSTEM_NAMES
+from sovereign.app.killswitch import SYSTEM_NAMES, halt_file
 from sovereign.app.readiness import ReadinessReport
 from sovereign.app.readiness import readiness as check_readiness
 from sovereign.app.reconcile import acknowledge as acknowledge_issues

@@ -168,4 +168,9 @@ class KillSwitch:
             app.audit.append("supervisor.halt", {"by": by, "reason": reason}, now)
 
 
-__all__ = ["HALT_FILE", "SYSTEM_NAMES", "Decision", "KillSwitch"]
+def halt_file(app: App) -> Path:
+    """The halt file of ``app``'s data directory: its presence halts trading."""
+    return app.settings.data_dir / HALT_FILE
+
+
+__all__ = ["HALT_FILE", "SYSTEM_NAMES", "Decision", "KillSwitch", "halt_file"]

@@ -24,10 +24,10 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from sovereign.app.campaign import halt_file
 from sovereign.app.context import App
 from sovereign.app.controls import CONTROLS_KEY
 from sovereign.app.deploy import autodeploy_frozen
+from sovereign.app.killswitch import halt_file
 from sovereign.constitution import file_sha256
 from sovereign.constitution import load as load_constitution
 from sovereign.memory import EquitySnapshotRow, RunRow, session
