@@ -95,6 +95,7 @@ class AppServices:
         self.on_notify = on_notify
         self._prep = inputs.prepared
         self._counterfactuals: dict[str, Counterfactual] | None = None
+        self._trade_rows: list[Any] | None = None
 
     def prepared(self) -> Prepared:
         """The panel's features and regimes (regime fits are slow: computed once, cached)."""
@@ -114,8 +115,12 @@ class AppServices:
         return (None, RuleSet()) if active is None else active
 
     def _trades(self) -> list[Any]:
-        rows = self.app.memory.trades(run_id=self.inputs.run_id)
-        return [r for r in rows if r.exit_time <= self.now]
+        """Round trips closed by ``now``, read once per services object (one cycle: deploying
+        or rejecting records no trade)."""
+        if self._trade_rows is None:
+            rows = self.app.memory.trades(run_id=self.inputs.run_id)
+            self._trade_rows = [r for r in rows if r.exit_time <= self.now]
+        return self._trade_rows
 
     def collect(self, cycle_id: str, now: datetime) -> dict[str, Any]:
         version, ruleset = self._active()
