@@ -7,6 +7,8 @@ SovereignError
 ├── ConfigError            refuse to start, with a message that says what to fix
 │   └── ConstitutionTampered   the constitution file no longer matches its recorded hash
 ├── DataError (ValueError) bad market data: stand down, or refuse to start
+│   └── EngineError        an engine got degenerate input or produced an unusable output:
+│                          the Supervisor stands down rather than trade on it
 ├── BrokerError            the broker refused a command (not retryable as is)
 └── IntegrityError         persisted state is inconsistent (a broken audit chain, ...)
 """
@@ -72,3 +74,13 @@ class DataError(SovereignError, ValueError):
         if column is not None:
             where += f", column '{column}'"
         super().__init__(f"{where}: {reason}")
+
+
+class EngineError(DataError):
+    """A numeric engine could not produce a usable answer.
+
+    Raised for degenerate input (constant prices, one asset where two are needed, a singular
+    covariance with no documented fallback) and by :mod:`sovereign.engines.guard` when an output
+    is not finite or out of its range. ``source`` names the engine and output
+    (``"risk.var"``), ``reason`` says what was wrong.
+    """
