@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from sovereign.app.jobs import (
+    REPLAY_SCHEDULE,
     AtClose,
     Every,
     Job,
@@ -170,3 +171,23 @@ def test_default_job_list() -> None:
     assert by_name["negative_control"].trigger == Weekly(weekday=5, at=time(9, 0))
     with pytest.raises(ConfigError, match="two jobs named"):
         validate_jobs([*jobs, jobs[0]])
+
+
+def test_replay_schedule_turns_off_reconcile_and_controls() -> None:
+    def record(ctx: JobContext) -> None:
+        pass
+
+    funcs = JobFunctions(
+        trading_cycle=record, end_of_day=record, improvement=record, heartbeat=record, health=record
+    )
+    jobs = build_jobs(funcs, REPLAY_SCHEDULE)
+    assert [j.name for j in jobs] == [
+        "trading_cycle",
+        "end_of_day",
+        "improvement",
+        "heartbeat",
+        "health",
+    ]
+    assert {j.name: j.trigger for j in jobs}["heartbeat"] == Every(interval=timedelta(days=1))
+    with pytest.raises(ConfigError, match="no reconcile function"):
+        build_jobs(funcs, Schedule())

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from sovereign.market.session import MarketCalendar, Session, nyse
+from sovereign.market.session import MarketCalendar, Session, bar_calendar, nyse
 
 
 def utc(*args: int) -> datetime:
@@ -128,3 +128,27 @@ def test_a_calendar_can_be_built_from_explicit_sessions() -> None:
         MarketCalendar([s2, s1])
     with pytest.raises(ValueError, match="not before"):
         Session(day=date(2030, 1, 9), open=utc(2030, 1, 9, 12), close=utc(2030, 1, 9, 9))
+
+
+def test_bar_calendar_uses_the_exchange_session_or_the_whole_day() -> None:
+    # 2020-07-03 (Friday, Independence Day observed) and the weekend: no NYSE session.
+    days = [
+        date(2020, 7, 2),
+        date(2020, 7, 3),
+        date(2020, 7, 4),
+        date(2020, 7, 6),
+        date(2020, 7, 2),
+    ]
+    cal = bar_calendar(days)
+    assert [s.day for s in cal.sessions_between(utc(2020, 7, 1), utc(2020, 7, 7))] == sorted(
+        set(days)
+    )
+    thursday = cal.session_on(date(2020, 7, 2))
+    assert thursday == nyse().session_on(date(2020, 7, 2))
+    assert thursday is not None and thursday.close == utc(2020, 7, 2, 20, 0)
+    holiday = cal.session_on(date(2020, 7, 3))
+    assert holiday is not None
+    assert (holiday.open, holiday.close) == (utc(2020, 7, 3), utc(2020, 7, 4))
+    assert cal.session_on(date(2020, 7, 5)) is None  # no bar that day
+    with pytest.raises(ValueError, match="at least one day"):
+        bar_calendar([])

@@ -1,15 +1,17 @@
 """`sovereign run`: the autonomous paper campaign.
 
-The default replays the bundled universe on a simulated clock through the paper exchange, with
-the same Trader and Supervisor as every other mode, and writes everything it does to the
-database. A persisted HALT (or the halt file ``<data_dir>/HALT``) makes it refuse to start; a
+The default replays the bundled universe through the paper exchange, with the same Trader and
+Supervisor as every other mode, driven by the same job list as the live loop on the simulated
+clock (:mod:`sovereign.app.replay`), and writes everything it does to the database. A persisted HALT (or the halt file ``<data_dir>/HALT``) makes it refuse to start; a
 drawdown halt during the replay flattens, persists HALTED and ends the campaign, because only a
 person may resume.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,22 +24,22 @@ from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.killswitch import KillSwitch, halt_file
 from sovereign.app.persist import MemorySink
+from sovereign.app.replay import REPLAY_ACCOUNT, Progress, Replay
 from sovereign.app.replay_improver import ImproverOptions, ReplayImprover
 from sovereign.brokers.paper_exchange import PaperConfig, PaperExchange
 from sovereign.errors import ConfigError, HaltTrading
 from sovereign.market.bars import BarPanel
-from sovereign.market.clock import SimulatedClock, TimeWarp
 from sovereign.rules.rule import RuleSet
 from sovereign.trading.backtest import BacktestConfig, BacktestResult, RegimeConfig, summarize
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import Transition
 from sovereign.trading.loop import BarLoop
-from sovereign.trading.supervisor import Supervisor, SupervisorState
+from sovereign.trading.supervisor import Supervisor
 from sovereign.trading.trader import Trader, TraderConfig
 
+log = logging.getLogger(__name__)
+
 DEFAULT_YEARS = 7
-REPLAY_ACCOUNT = "paper-replay"
-"""The books a replay's Supervisor state belongs to (each replay starts a fresh paper account)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,16 +56,6 @@ class CampaignOptions:
     improver: ImproverOptions | None = None  # default: from the fields above
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Progress:
-    bar: int
-    bars: int
-    timestamp: datetime
-    equity: float
-    drawdown: float
-    state: str
-
-
 @dataclass(frozen=True, kw_only=True)
 class CampaignReport:
     run_id: str
@@ -75,6 +67,7 @@ class CampaignReport:
     counts: dict[str, int] = field(default_factory=dict)
     ruleset_version: int | None = None
     improvement: dict[str, Any] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)  # job name -> runs on the simulated clock
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +79,7 @@ class CampaignReport:
             "ruleset_version": self.ruleset_version,
             "counts": self.counts,
             "improvement": self.improvement,
+            "jobs": self.jobs,
             **{k: v for k, v in self.result.to_json().items() if k not in ("trades",)},
             "trades": len(self.result.trades),
         }
@@ -176,7 +170,6 @@ def run_campaign(
     exchange = PaperExchange(
         panel.symbols, config=PaperConfig(), cash=options.cash, seed=options.seed
     )
-    clock = SimulatedClock(panel.timestamps[loop_start].to_pydatetime())
     trader = Trader(
         strategies=strategies,
         supervisor=supervisor,
@@ -206,44 +199,28 @@ def run_campaign(
         or ImproverOptions(every_days=options.improve_every_days, seed=options.seed),
         announce=announce,
     )
-    warp = TimeWarp(options.speed)
-    stopped: str | None = None
-    previous = clock.now()
+    replay = Replay(
+        app,
+        run_id=run_id,
+        loop=loop,
+        improver=improver,
+        sink=sink,
+        bars=(loop_start, first, last),
+        speed=options.speed,
+        on_progress=on_progress,
+    )
     try:
-        for i in range(loop_start, last + 1):
-            ts = panel.timestamps[i].to_pydatetime()
-            clock.advance_to(ts)
-            warp.pace(ts - previous)
-            previous = ts
-            account = loop.step(i, now=clock.now())
-            if on_progress is not None and i >= first:
-                on_progress(
-                    Progress(
-                        bar=i - first + 1,
-                        bars=last - first + 1,
-                        timestamp=ts,
-                        equity=account.equity,
-                        drawdown=supervisor.drawdown(account.equity),
-                        state=supervisor.state.value,
-                    )
-                )
-            if i >= first and supervisor.state is not SupervisorState.HALTED:
-                improver.watch(ts, account.equity)
-                if improver.due(i, ts):
-                    sink.flush()  # the cycle studies the trades recorded so far
-                    improver.cycle(i, ts, account.equity)
-            if halt_file(app).exists():
-                trader.halt(ts, f"halt file {halt_file(app)} found")
-            if supervisor.state is SupervisorState.HALTED and not trader.book.open:
-                stopped = f"HALTED on {ts:%Y-%m-%d}: {supervisor.reason}"
-                break
+        replay.run()
     finally:
         sink.flush()
-        app.save_supervisor(supervisor, clock.now(), account=REPLAY_ACCOUNT)
+        app.save_supervisor(supervisor, replay.clock.now(), account=REPLAY_ACCOUNT)
         announce.close()
+    stopped = replay.stopped
     result = summarize(loop, warmup=first - loop_start)
     end = loop.panel.timestamps[loop_start + len(loop.equity) - 1].to_pydatetime()
     as_json = result.to_json()
+    jobs = dict(sorted(Counter(r.name for r in replay.runs if r.outcome == "ran").items()))
+    log.info("replay %s job runs: %s", run_id, jobs)
     summary = {
         "final_equity": result.final_equity,
         "metrics": as_json["metrics"],
@@ -274,6 +251,7 @@ def run_campaign(
         counts=dict(sink.counts),
         ruleset_version=version,
         improvement=improver.log.to_json(),
+        jobs=jobs,
     )
 
 

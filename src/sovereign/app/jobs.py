@@ -184,29 +184,47 @@ def _next_bar_end(interval: timedelta | None, ref: datetime, calendar: MarketCal
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobFunctions:
-    """The real work, injected by the application (tests pass small real functions)."""
+    """The real work, injected by the application (tests pass small real functions).
+
+    ``negative_control`` and ``reconcile`` may be None only when the :class:`Schedule` turns
+    those jobs off (a replay on the paper exchange: its book is the broker, and a weekly control
+    run would cost more than the replay itself)."""
 
     trading_cycle: JobFunc
     end_of_day: JobFunc
     improvement: JobFunc
-    negative_control: JobFunc
-    reconcile: JobFunc
     heartbeat: JobFunc
     health: JobFunc
+    negative_control: JobFunc | None = None
+    reconcile: JobFunc | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Schedule:
     """When the default jobs run. ``bar_interval``: None for daily bars (the trading cycle runs
-    at each close), else the intraday bar length. Offsets are after the session close."""
+    at each close), else the intraday bar length. Offsets are after the session close.
+    ``negative_control`` / ``reconcile_every`` None: that job is not in the list."""
 
     bar_interval: timedelta | None = None
     end_of_day_offset: timedelta = timedelta(minutes=15)
     improvement_offset: timedelta = timedelta(hours=1)
-    negative_control: Weekly = field(default_factory=lambda: Weekly(weekday=5, at=time(9, 0)))
-    reconcile_every: timedelta = timedelta(minutes=5)
+    negative_control: Weekly | None = field(
+        default_factory=lambda: Weekly(weekday=5, at=time(9, 0))
+    )
+    reconcile_every: timedelta | None = timedelta(minutes=5)
     heartbeat_every: timedelta = timedelta(minutes=1)
     health_every: timedelta = timedelta(minutes=5)
+
+
+REPLAY_SCHEDULE = Schedule(
+    negative_control=None,
+    reconcile_every=None,
+    heartbeat_every=timedelta(days=1),
+    health_every=timedelta(days=1),
+)
+"""A replay on the simulated clock: daily bars, the paper exchange as the books (nothing to
+reconcile), no weekly control run, and a daily heartbeat and health check (a per-minute one
+would be millions of simulated runs over a multi-year replay)."""
 
 
 def build_jobs(funcs: JobFunctions, schedule: Schedule | None = None) -> tuple[Job, ...]:
@@ -216,46 +234,65 @@ def build_jobs(funcs: JobFunctions, schedule: Schedule | None = None) -> tuple[J
     cycle in the CPU pool. Reconciliation runs during sessions (and at each open).
     """
     s = schedule or Schedule()
-    return validate_jobs(
-        [
-            Job(
-                name="trading_cycle",
-                trigger=PerBar(interval=s.bar_interval),
-                func=funcs.trading_cycle,
-                session_only=True,
-            ),
+    jobs = [
+        Job(
+            name="trading_cycle",
+            trigger=PerBar(interval=s.bar_interval),
+            func=funcs.trading_cycle,
+            session_only=True,
+        )
+    ]
+    if s.reconcile_every is not None:
+        jobs.append(
             Job(
                 name="reconcile",
                 trigger=Every(interval=s.reconcile_every),
-                func=funcs.reconcile,
+                func=_required(funcs.reconcile, "reconcile"),
                 session_only=True,
-            ),
-            Job(
-                name="end_of_day",
-                trigger=AtClose(offset=s.end_of_day_offset),
-                func=funcs.end_of_day,
-                cpu_bound=True,
-            ),
-            Job(
-                name="improvement",
-                trigger=AtClose(offset=s.improvement_offset),
-                func=funcs.improvement,
-                cpu_bound=True,
-            ),
+            )
+        )
+    jobs += [
+        Job(
+            name="end_of_day",
+            trigger=AtClose(offset=s.end_of_day_offset),
+            func=funcs.end_of_day,
+            cpu_bound=True,
+        ),
+        Job(
+            name="improvement",
+            trigger=AtClose(offset=s.improvement_offset),
+            func=funcs.improvement,
+            cpu_bound=True,
+        ),
+    ]
+    if s.negative_control is not None:
+        jobs.append(
             Job(
                 name="negative_control",
                 trigger=s.negative_control,
-                func=funcs.negative_control,
+                func=_required(funcs.negative_control, "negative_control"),
                 cpu_bound=True,
-            ),
-            Job(name="heartbeat", trigger=Every(interval=s.heartbeat_every), func=funcs.heartbeat),
-            Job(name="health", trigger=Every(interval=s.health_every), func=funcs.health),
-        ]
-    )
+            )
+        )
+    jobs += [
+        Job(name="heartbeat", trigger=Every(interval=s.heartbeat_every), func=funcs.heartbeat),
+        Job(name="health", trigger=Every(interval=s.health_every), func=funcs.health),
+    ]
+    return validate_jobs(jobs)
+
+
+def _required(func: JobFunc | None, name: str) -> JobFunc:
+    if func is None:
+        raise ConfigError(
+            f"the schedule runs the {name!r} job but no {name} function was given; pass one, "
+            f"or turn the job off in the Schedule"
+        )
+    return func
 
 
 __all__ = [
     "NEW_YORK",
+    "REPLAY_SCHEDULE",
     "AtClose",
     "Every",
     "Job",

@@ -110,6 +110,7 @@ class SimulatedDriver:
         self.runs: list[JobRun] = []
         self._next: dict[str, datetime | None] = {}
         self._event: int | None = None
+        self._stopped = False
 
     def start(self) -> None:
         if self._next:
@@ -120,6 +121,8 @@ class SimulatedDriver:
         self._schedule()
 
     def stop(self) -> None:
+        """No job runs after this (a job may call it: the jobs due with it still finish)."""
+        self._stopped = True
         if self._event is not None:
             self.clock.cancel(self._event)
             self._event = None
@@ -143,15 +146,21 @@ class SimulatedDriver:
             calendar=self.calendar,
         )
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def _schedule(self) -> None:
         pending = [t for t in self._next.values() if t is not None]
         self._event = None
-        if pending:
+        if pending and not self._stopped:
             self._event = self.clock.schedule(min(pending), self._tick, name="scheduler")
 
     def _tick(self) -> None:
         now = self.clock.now()
         due = [job for job in self.jobs if self._next[job.name] == now]
+        if self._stopped:
+            return
         for job in due:
             self._next[job.name] = self._fire_time(job, now, now)
         error: BaseException | None = None

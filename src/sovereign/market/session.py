@@ -200,10 +200,36 @@ def nyse(start: date = NYSE_DEFAULT_START, end: date = NYSE_DEFAULT_END) -> Mark
     return MarketCalendar(sessions, name="XNYS")
 
 
+def bar_calendar(days: Sequence[date], base: MarketCalendar | None = None) -> MarketCalendar:
+    """A calendar with one session per distinct day in ``days``: the ``base`` calendar's session
+    that day (default: the NYSE's), or, for a day the base does not trade (a weekend bar in
+    user data, a day before 1990), the whole UTC day. A replay schedules its jobs on this, so
+    every bar of the data falls into a session whatever exchange it came from."""
+    if base is None:
+        base = nyse()
+    sessions: list[Session] = []
+    for day in sorted(set(days)):
+        session = base.session_on(day)
+        if session is None:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            session = Session(day=day, open=midnight, close=midnight + timedelta(days=1))
+        sessions.append(session)
+    if not sessions:
+        raise ValueError("bar_calendar needs at least one day")
+    return MarketCalendar(sessions, name=f"bars({base.name})")
+
+
 def _from_numpy(value: np.datetime64) -> datetime:
     """A naive-UTC numpy datetime64 as a tz-aware UTC datetime (microsecond precision)."""
     us = int(value.astype("datetime64[us]").astype(np.int64))
     return _EPOCH + timedelta(microseconds=us)
 
 
-__all__ = ["NYSE_DEFAULT_END", "NYSE_DEFAULT_START", "MarketCalendar", "Session", "nyse"]
+__all__ = [
+    "NYSE_DEFAULT_END",
+    "NYSE_DEFAULT_START",
+    "MarketCalendar",
+    "Session",
+    "bar_calendar",
+    "nyse",
+]
