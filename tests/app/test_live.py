@@ -26,7 +26,8 @@ import pandas as pd
 import pytest
 
 from sovereign.app.context import App
-from sovereign.app.live import CycleReport, LiveOptions, run_live
+from sovereign.app.jobs import JobContext
+from sovereign.app.live import CycleReport, LiveLoop, LiveOptions, run_live
 from sovereign.app.reconcile import Reconciler
 from sovereign.brokers.alpaca import AlpacaBroker, AlpacaData, RetryPolicy
 from sovereign.brokers.models import Side, client_order_id
@@ -217,6 +218,59 @@ def test_a_restarted_loop_recognises_its_order_and_rebuilds_its_position(
     fills = [f for r in reports for f in app.memory.fills(run_id=r.run_id)]
     assert len(fills) == 1
     assert app.audit.verify().ok
+
+
+def test_a_restart_restores_the_book_so_old_positions_keep_their_exits(
+    app: App, stub: AlpacaStub
+) -> None:
+    broker, data = _clients(stub)
+    stop = threading.Event()
+    cycles: list[CycleReport] = []
+
+    def on_cycle(c: CycleReport) -> None:
+        cycles.append(c)
+        if len(cycles) == 1:
+            stub.advance()  # the entry fills before the second cycle
+        else:
+            stop.set()
+
+    first = run_live(
+        app,
+        _options(),
+        broker=broker,
+        data=data,
+        stop=stop,
+        on_cycle=on_cycle,
+        handle_signals=False,
+    )
+    assert first.positions == {"AAA": 33.0}
+
+    broker, data = _clients(stub)  # a new process
+    loop = LiveLoop(app, _options(), broker=broker, data=data, now=stub.now)
+    trade = loop.trader.book.open[("sma_cross", "AAA")]
+    assert (trade.quantity, trade.entry_price, trade.side) == (33.0, 150.0, 1)
+    assert trade.entry_reason and trade.ruleset_version == RuleSet().id  # why, and under what
+    loop.trading_cycle(
+        JobContext(name="trading_cycle", now=stub.now, market_open=True, simulated=False)
+    )
+    assert loop.panel is not None
+    entry_bar = int(loop.panel.timestamps.searchsorted(trade.entry_time, side="right")) - 1
+    assert loop.trader.book.open[("sma_cross", "AAA")].entry_bar == entry_bar >= 0
+    assert len(stub.requests_to("POST", "/v2/orders")) == 1  # no second entry, no duplicate
+    assert app.memory.fills(run_id=loop.run_id) == []  # the fill is not booked twice
+    report = loop.close(stub.now)
+    assert report.positions == {"AAA": 33.0}
+
+
+def test_an_unreadable_saved_book_is_reported_and_ignored(
+    app: App, stub: AlpacaStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.supervisor_store.save_state(f"book:{ACCOUNT}", {"book": {"version": 9}}, stub.now)
+    broker, data = _clients(stub)
+    loop = LiveLoop(app, _options(), broker=broker, data=data, now=stub.now)
+    assert loop.trader.book.open == {}
+    assert "cannot be read" in caplog.text
+    loop.close(stub.now)
 
 
 def test_an_unreconciled_account_sends_no_new_risk(app: App, stub: AlpacaStub) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from sovereign.brokers.models import Fill, Side
-from sovereign.trading.book import Book, Intent
+from sovereign.trading.book import Book, Intent, book_snapshot, restore_book
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -84,3 +85,36 @@ def test_a_fill_without_a_known_intent_is_ignored() -> None:
     book = Book()
     assert book.apply_fill(fill("unknown", Side.BUY, 1, 1.0), bar=0) == []
     assert book.open == {}
+
+
+def test_a_snapshot_restores_open_trades_pending_intents_and_streaks() -> None:
+    book = Book()
+    book.intents["e1"] = intent(
+        "entry", 1, atr=2.0, stop_atr=1.5, take_profit_atr=3.0, rules=("r-1",)
+    )
+    book.apply_fill(fill("e1", Side.BUY, 10, 100.0), bar=7)
+    book.intents["x1"] = intent("exit", -1)  # an exit still working at the broker
+    book.intents["old"] = intent("entry", 1, atr=float("nan"))  # long done: not kept
+    book.realized["s"] = -12.5
+    book.losing_streak["s"] = 2
+    snapshot = json.loads(json.dumps(book_snapshot(book, pending={"x1"})))
+
+    restored = restore_book(snapshot, bar_of=lambda t: -3 if t == T0 else 99)
+    trade = restored.open[("s", "AAA")]
+    original = book.open[("s", "AAA")]
+    assert trade.entry_bar == -3  # re-derived in the new panel, not copied
+    for name in ("quantity", "entry_price", "entry_time", "stop", "take_profit", "rules", "atr"):
+        assert getattr(trade, name) == getattr(original, name)
+    assert set(restored.intents) == {"x1"}
+    assert restored.realized == {"s": -12.5} and restored.losing_streak == {"s": 2}
+    # the restored exit intent books the exit's fill as a round trip
+    (closed,) = restored.apply_fill(fill("x1", Side.SELL, 10, 104.0, commission=0.0), bar=1)
+    assert closed.pnl == pytest.approx(10 * 4.0 - 1.0)
+
+
+@pytest.mark.parametrize(
+    "data", [{"version": 2}, {"version": 1}, {"version": 1, "open": [{"strategy": "s"}]}]
+)
+def test_a_malformed_snapshot_is_a_value_error(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="snapshot"):
+        restore_book(data, bar_of=lambda _t: 0)

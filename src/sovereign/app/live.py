@@ -61,6 +61,7 @@ from sovereign.market.bars import BarPanel
 from sovereign.market.session import MarketCalendar, nyse
 from sovereign.rules.rule import RuleSet
 from sovereign.trading.backtest import Prepared, RegimeConfig
+from sovereign.trading.book import book_snapshot, restore_book
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import EquityPoint, Event, OrderSubmitted, Transition
 from sovereign.trading.strategy import MarketView
@@ -323,6 +324,7 @@ class LiveLoop:
         self.seen_fills: set[str] = set()
         self.pending_fills: dict[str, Fill] = {}
         self.open_orders: set[str] = set()
+        self._remap_entries = self._restore_book()
         self.equity = account.equity
         self._closed = False
         self.announce = Announcer.open(app)  # the bot and notifications, when configured
@@ -482,6 +484,7 @@ class LiveLoop:
         bar = None if i is None else panel.timestamps[i].to_pydatetime()
         if i is None or (self.last_bar is not None and bar is not None and bar <= self.last_bar):
             self.memory_sink.flush()
+            self._save_book(now)  # fills may have changed it
             return CycleReport(
                 at=now,
                 bar=None,
@@ -515,6 +518,10 @@ class LiveLoop:
             else self.prepared.regimes.regime[i],
         )
         self.last_i = i
+        if self._remap_entries:
+            for trade in self.trader.book.open.values():
+                trade.entry_bar = self._bar_of(panel, trade.entry_time)
+            self._remap_entries = False
         orders = self.trader.step(view, account, now)
         sent = sum(self._send(order, now) for order in orders)
         fills += self._feed_fills()  # fills of orders the broker already had (a restart)
@@ -522,6 +529,7 @@ class LiveLoop:
         self._equity_point(account, now)
         self.memory_sink.flush()
         self.app.save_supervisor(self.supervisor, now, account=self.options.account)
+        self._save_book(now)
         self.report.orders += sent
         note = "" if self.reconciler.may_trade() else "not reconciled: exits only"
         if not decision.trade:
@@ -535,6 +543,72 @@ class LiveLoop:
             state=self.supervisor.state.value,
             note=note,
         )
+
+    # ---- the book across restarts -----------------------------------------------------
+
+    @property
+    def _book_key(self) -> str:
+        return f"book:{self.options.account}"
+
+    def _save_book(self, now: datetime) -> None:
+        """Persist the Trader's book and the fill watermark after every cycle, so a restarted
+        process manages the exits of positions it opened before (and books each fill once)."""
+        self.app.supervisor_store.save_state(
+            self._book_key,
+            {
+                "run_id": self.run_id,
+                "book": book_snapshot(self.trader.book, pending=self.open_orders),
+                "fills_from": self.fills_from.isoformat(),
+                # a fill seen but not booked yet is seen again after a restart
+                "seen_fills": sorted(self.seen_fills - set(self.pending_fills)),
+                "open_orders": sorted(self.open_orders),
+            },
+            now,
+        )
+
+    def _restore_book(self) -> bool:
+        """Adopt the book an earlier process of this account saved; True when entries must be
+        re-mapped to bar indices of the first panel fetched. A snapshot that cannot be read is
+        logged and ignored: reconciliation still guards the positions, but their exits are then
+        left to a person (the log says so)."""
+        data = self.app.supervisor_store.load_state(self._book_key)
+        if data is None:
+            return False
+        try:
+            book = restore_book(data["book"], bar_of=lambda _t: 0)
+            fills_from = datetime.fromisoformat(data["fills_from"])
+        except (KeyError, TypeError, ValueError) as err:
+            log.error(
+                "the saved book of %s cannot be read (%s): open positions from before the "
+                "restart are not managed by a strategy; check them with `sovereign status`",
+                self.options.account,
+                err,
+            )
+            return False
+        self.trader.book = book
+        self.fills_from = max(self.fills_from, fills_from)
+        self.seen_fills = set(data.get("seen_fills", ()))
+        self.open_orders = set(data.get("open_orders", ()))
+        log.info(
+            "restored the book of %s from %s: %d open trades, %d pending orders",
+            self.options.account,
+            data.get("run_id"),
+            len(book.open),
+            len(self.open_orders),
+        )
+        return True
+
+    def _bar_of(self, panel: BarPanel, t: datetime) -> int:
+        """The index in ``panel`` of the bar at or before ``t``; negative (sessions before the
+        panel's first bar) for an entry older than the panel."""
+        i = int(panel.timestamps.searchsorted(t, side="right")) - 1
+        if i >= 0:
+            return i
+        try:
+            first = panel.timestamps[0].to_pydatetime()
+            return -len(self.calendar.sessions_between(t, first))
+        except ValueError:  # outside the calendar's range
+            return -1
 
     def _send(self, order: Order, now: datetime) -> int:
         """Write ``order`` ahead, submit it through the Reconciler's gate; 1 if it went out."""

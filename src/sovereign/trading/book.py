@@ -4,8 +4,10 @@ says which strategy owns what and why, and reconciliation compares the two."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -195,3 +197,68 @@ class Book:
         streak = self.losing_streak.get(trade.strategy, 0)
         self.losing_streak[trade.strategy] = streak + 1 if pnl < 0 else 0
         return closed
+
+
+# ------------------------------------------------------------------------- persistence
+
+def book_snapshot(book: Book, *, pending: set[str]) -> dict[str, Any]:
+    """What a restarted process needs of ``book`` as plain JSON: the open trades (with their
+    entry time; the bar index is re-derived by the restorer), the intents of the orders still
+    ``pending`` at the broker (so their fills are booked after a restart), the realised P&L and
+    the losing streaks. Round trips already closed live in trade memory, not here."""
+    trades = []
+    for trade in book.open.values():
+        row = {f: getattr(trade, f) for f in OpenTrade.__dataclass_fields__}
+        row["entry_time"] = trade.entry_time.isoformat()
+        row["atr"] = _json_float(trade.atr)
+        trades.append(row)
+    keep = pending | {t.exit_order for t in book.open.values() if t.exit_order}
+    intents = {}
+    for coid, intent in book.intents.items():
+        if coid in keep:
+            row = {f: getattr(intent, f) for f in Intent.__dataclass_fields__}
+            row["atr"] = _json_float(intent.atr)
+            row["rules"] = list(intent.rules)
+            intents[coid] = row
+    return {
+        "version": 1,
+        "open": trades,
+        "intents": intents,
+        "realized": dict(book.realized),
+        "losing_streak": dict(book.losing_streak),
+    }
+
+
+def restore_book(data: dict[str, Any], *, bar_of: Callable[[datetime], int]) -> Book:
+    """The :class:`Book` of :func:`book_snapshot`; ``bar_of(entry_time)`` gives the bar index
+    of an entry in the current panel (negative when it precedes the panel), so holding-time
+    exits count bars correctly after a restart. A malformed snapshot raises ``ValueError``."""
+    if data.get("version") != 1:
+        raise ValueError(f"unknown book snapshot version {data.get('version')!r}")
+    book = Book()
+    try:
+        for row in data["open"]:
+            fields = dict(row)
+            fields["entry_time"] = datetime.fromisoformat(fields["entry_time"])
+            fields["atr"] = _float(fields.get("atr"))
+            fields["entry_bar"] = bar_of(fields["entry_time"])
+            trade = OpenTrade(**fields)
+            book.open[(trade.strategy, trade.symbol)] = trade
+        for coid, row in data["intents"].items():
+            fields = dict(row)
+            fields["atr"] = _float(fields.get("atr"))
+            fields["rules"] = tuple(fields.get("rules", ()))
+            book.intents[str(coid)] = Intent(**fields)
+        book.realized = {str(k): float(v) for k, v in data["realized"].items()}
+        book.losing_streak = {str(k): int(v) for k, v in data["losing_streak"].items()}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"malformed book snapshot: {err!r}") from err
+    return book
+
+
+def _json_float(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _float(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
