@@ -7,6 +7,8 @@ import os
 from benchmarks import (
     backtest_sample,
     gate_verdict,
+    hmm_fit,
+    optimizer,
     sma_vs_backtesting_py,
     telegram_status,
     trader_latency,
@@ -20,6 +22,8 @@ for module in (
     sma_vs_backtesting_py,
     gate_verdict,
     telegram_status,
+    hmm_fit,
+    optimizer,
 ):
     print(f"\n== {module.__name__.split('.')[-1]} ==")
     module.main()
