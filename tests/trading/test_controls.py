@@ -7,6 +7,7 @@ import pytest
 
 from sovereign.trading.controls import GateControl, gate_negative_controls, positive_controls
 from sovereign.trading.gate import GateReport, evaluate
+from sovereign.trading.gate_report import GATE_SLICE_DEGRADED
 
 POSITIVE = positive_controls(quick=True)
 NEGATIVE = gate_negative_controls(quick=True)
@@ -71,4 +72,9 @@ def test_the_regime_control_improves_the_average_and_degrades_a_regime() -> None
     control = next(c for c in NEGATIVE if c.name == "degrade_ranging_regime")
     report = run(control)
     assert report.significance is not None and report.significance.sharpe_difference > 0
-    assert any(s.degraded and s.name == "ranging" for s in report.regimes)
+    assert not report.accepted and GATE_SLICE_DEGRADED in {r.code for r in report.reasons}
+    # The rule gives up the ranging gains: a clear, significant loss in that regime. (With the
+    # engines' overlay sizing positions down, its Sharpe falls just short of the 0.5 tolerance,
+    # so the rejection comes from the folds and the calm bucket that the same loss drags down.)
+    ranging = next(s for s in report.regimes if s.name == "ranging")
+    assert ranging.delta["total_return"] < -0.02 and ranging.delta["excess_t"] < -2.0

@@ -184,6 +184,7 @@ def run_campaign(
         regimes=prepared.regimes,
         exchange=exchange,
         trader=trader,
+        overlay=prepared.overlay,
     )
     improver = ReplayImprover(
         app,

@@ -516,6 +516,7 @@ class LiveLoop:
             prev_regime=self.prepared.regimes.regime[i - 1]
             if i > 0
             else self.prepared.regimes.regime[i],
+            overlay=self.prepared.overlay,
         )
         self.last_i = i
         if self._remap_entries:

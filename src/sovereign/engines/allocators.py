@@ -70,6 +70,9 @@ def risk_contributions(weights: npt.ArrayLike, covariance: npt.ArrayLike) -> Flo
     return check_array("allocators.risk_contributions", w * marginal / total)
 
 
+_ROUNDING_TOL = 1e-8  # gradient (scaled units) accepted when rounding stops Newton earlier
+
+
 def equal_risk_contribution(
     covariance: npt.ArrayLike,
     budgets: npt.ArrayLike | None = None,
@@ -81,7 +84,8 @@ def equal_risk_contribution(
 
     ``budgets``: ndarray (n_assets,), positive, normalised to sum 1. Newton on the scaled
     problem (the covariance is divided by its mean variance, which leaves the weights
-    unchanged) stops when the gradient's infinity norm is below ``tol``; not converging in
+    unchanged) stops when the gradient's infinity norm is below ``tol`` or the Newton decrement
+    reaches machine precision; not converging in
     ``max_iter`` steps raises :class:`EngineError`. A singular covariance is fine (the log
     barrier keeps the Hessian positive definite); a zero variance is not.
     """
@@ -102,18 +106,27 @@ def equal_risk_contribution(
     def f(v: FloatArray) -> float:
         return float(0.5 * v @ s @ v - b @ np.log(v))
 
+    grad = s @ y - b / y
     for _ in range(max_iter):
-        grad = s @ y - b / y
         if float(np.abs(grad).max()) < tol:
             break
         step = np.linalg.solve(s + np.diag(b / y**2), -grad)
         t, fy, slope = 1.0, f(y), float(grad @ step)
+        if -slope < 1e-8 and (y + step > 0.0).all():
+            # Near the optimum a full Newton step converges quadratically, while the line
+            # search's function values no longer resolve the decrease (rounding).
+            y = y + step
+            grad = s @ y - b / y
+            continue
         while (y + t * step <= 0.0).any() or f(y + t * step) > fy + 1e-4 * t * slope:
             t *= 0.5
             if t < 1e-12:
                 break
+        if t < 1e-12:
+            break  # no descent left at floating-point resolution
         y = y + t * step
-    else:
+        grad = s @ y - b / y
+    if float(np.abs(grad).max()) >= _ROUNDING_TOL:
         raise EngineError(f"Newton did not converge in {max_iter} steps", source=source)
     return check_array(source, y / y.sum(), low=0.0, high=1.0)
 

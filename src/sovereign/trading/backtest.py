@@ -25,6 +25,7 @@ from sovereign.rules.rule import RuleSet
 from sovereign.trading.events import ClosedTrade, EventSink, Transition
 from sovereign.trading.loop import BarLoop, RegimeSeries
 from sovereign.trading.metrics import performance
+from sovereign.trading.overlay import Overlay, OverlayConfig, compute_overlay
 from sovereign.trading.strategies.base import BaseStrategy
 from sovereign.trading.supervisor import Supervisor
 from sovereign.trading.trader import Trader, TraderConfig
@@ -46,6 +47,7 @@ class BacktestConfig:
     paper: PaperConfig = field(default_factory=PaperConfig)
     trader: TraderConfig = field(default_factory=TraderConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -54,11 +56,19 @@ class Prepared:
 
     features: FeatureFrame
     regimes: RegimeSeries
+    overlay: Overlay | None = None
 
 
-def prepare(panel: BarPanel, regime: RegimeConfig | None = None, *, seed: int = 42) -> Prepared:
-    """Features (ATR, volume percentile, support/resistance, volatility) and the market regime
-    per bar, walk-forward and filtered (never smoothed), for ``panel``."""
+def prepare(
+    panel: BarPanel,
+    regime: RegimeConfig | None = None,
+    *,
+    seed: int = 42,
+    overlay: OverlayConfig | None = None,
+) -> Prepared:
+    """Features (ATR, volume percentile, support/resistance, volatility), the market regime
+    per bar (walk-forward and filtered, never smoothed) and the engines' overlay (stability,
+    crash sentinel, stress limits; :mod:`sovereign.trading.overlay`) for ``panel``."""
     cfg = regime or RegimeConfig()
     features = compute_features(panel)
     engine = RegimeEngine(
@@ -74,6 +84,7 @@ def prepare(panel: BarPanel, regime: RegimeConfig | None = None, *, seed: int = 
     return Prepared(
         features=features,
         regimes=RegimeSeries(regime=regimes, confidence=np.asarray(path.confidence, dtype=float)),
+        overlay=compute_overlay(panel, overlay, seed=seed),
     )
 
 
@@ -177,7 +188,7 @@ def run_backtest(
     ``on_bar(i, loop)`` is called after each bar (progress bars, rule changes mid-run).
     """
     cfg = config or BacktestConfig()
-    prep = prepared or prepare(panel, cfg.regime, seed=cfg.seed)
+    prep = prepared or prepare(panel, cfg.regime, seed=cfg.seed, overlay=cfg.overlay)
     tap = _TransitionTap(sink)
     exchange = PaperExchange(panel.symbols, config=cfg.paper, cash=cfg.cash, seed=cfg.seed)
     supervisor = Supervisor(constitution=constitution or Constitution())
@@ -195,6 +206,7 @@ def run_backtest(
         regimes=prep.regimes,
         exchange=exchange,
         trader=trader,
+        overlay=prep.overlay,
     )
     for i in range(panel.n_bars):
         loop.step(i)

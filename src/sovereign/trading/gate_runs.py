@@ -47,6 +47,7 @@ def cut_prepared(prepared: Prepared, lo: int, hi: int) -> Prepared:
             regime=prepared.regimes.regime[lo:hi],
             confidence=prepared.regimes.confidence[lo:hi],
         ),
+        overlay=None if prepared.overlay is None else prepared.overlay.slice(lo, hi),
     )
 
 

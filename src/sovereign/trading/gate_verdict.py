@@ -241,7 +241,11 @@ def _lookahead(
         end = w.offset + bar + 1
         features = compute_features(plan.panel.slice(0, end))
         truncated = cut_prepared(
-            Prepared(features=features, regimes=plan.prepared.regimes), w.offset, end
+            Prepared(
+                features=features, regimes=plan.prepared.regimes, overlay=plan.prepared.overlay
+            ),
+            w.offset,
+            end,
         )
         window = Window(
             name=f"{w.name} cut",

@@ -22,6 +22,7 @@ from sovereign.engines.indicators import FeatureFrame
 from sovereign.market.bars import BarPanel
 from sovereign.rules.context import Regime
 from sovereign.trading.events import EquityPoint, OrderSubmitted
+from sovereign.trading.overlay import Overlay
 from sovereign.trading.strategy import MarketView
 from sovereign.trading.trader import Trader
 
@@ -41,6 +42,7 @@ class BarLoop:
     regimes: RegimeSeries
     exchange: PaperExchange
     trader: Trader
+    overlay: Overlay | None = None  # the engines' limits per bar (None: none)
     equity: list[float] = field(default_factory=list)
     bars: list[int] = field(default_factory=list)  # bar index of each equity point
     gross: list[float] = field(default_factory=list)
@@ -79,6 +81,7 @@ class BarLoop:
             regime=self.regimes.regime[i],
             regime_confidence=float(self.regimes.confidence[i]),
             prev_regime=prev,
+            overlay=self.overlay,
         )
         for order in self.trader.step(view, account, decided_at):
             report = self.exchange.submit(order, decided_at)

@@ -18,6 +18,7 @@ import numpy as np
 from sovereign.engines.indicators import FeatureFrame
 from sovereign.market.bars import BarPanel
 from sovereign.rules.context import Regime
+from sovereign.trading.overlay import Overlay
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -35,6 +36,7 @@ class MarketView:
     regime: Regime
     regime_confidence: float
     prev_regime: Regime
+    overlay: Overlay | None = None  # the engines' per-bar limits (None: no limits)
 
     @property
     def close(self) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sovereign.constitution import Constitution
 from sovereign.trading.events import Transition
+from sovereign.trading.overlay import NEUTRAL, ExposureLimits
 
 
 class SupervisorState(StrEnum):
@@ -66,6 +67,9 @@ class Supervisor:
     soft_drawdown: float = 0.6
     recover_drawdown: float = 0.4
     reducing_scale: float = 0.5  # new positions are at most this share of the usual cap
+    # The engines' limits for the current bar (stability, crash sentinel, stress room); set by
+    # the Trader every bar, never persisted: they are recomputed from the data.
+    limits: ExposureLimits = field(default=NEUTRAL)
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -173,6 +177,18 @@ class Supervisor:
     def allows_new_risk(self) -> bool:
         return self.state is SupervisorState.NORMAL
 
+    def set_limits(self, limits: ExposureLimits) -> None:
+        """Adopt the engines' limits for this bar (see :mod:`sovereign.trading.overlay`)."""
+        self.limits = limits
+
+    def record_entry(self, side: int, fraction: float) -> None:
+        """A new position of ``fraction`` of equity was ordered: it uses stress room."""
+        self.limits = self.limits.consume(side, fraction)
+
+    def stand_down(self, reason: str) -> None:
+        """No new risk for this bar: an engine output could not be trusted (fail closed)."""
+        self.limits = ExposureLimits(stand_down=True, reasons=(reason,))
+
     def strategy_active(self, strategy: str) -> bool:
         pool = self.pools.get(strategy)
         return pool is None or pool.state is StrategyState.ACTIVE
@@ -185,9 +201,11 @@ class Supervisor:
         symbol: str,
         confidence: float,
         gross_exposure: float,
+        side: int = 1,
     ) -> EntryCheck:
         """May ``strategy`` open a position in ``symbol`` now? ``gross_exposure`` is the
-        account's current sum of |position value| / equity."""
+        account's current sum of |position value| / equity; ``side`` +1 long, -1 short (the
+        engines' stress room differs by side)."""
         c = self.constitution
         scale = 1.0
         if self.cutting_losses:
@@ -196,6 +214,8 @@ class Supervisor:
             return EntryCheck(
                 approved=False, reason=f"supervisor {self.state.value}: {self.reason}"
             )
+        if self.limits.stand_down:
+            return EntryCheck(approved=False, reason=f"engines: {self.limits.reason}")
         if not self.strategy_active(strategy):
             return EntryCheck(approved=False, reason=f"strategy {strategy} is killed")
         until = self.blocked_until.get(symbol)
@@ -215,10 +235,16 @@ class Supervisor:
             return EntryCheck(
                 approved=False, reason=f"gross exposure at the {c.max_gross_exposure:.0%} cap"
             )
+        stress_room = self.limits.room(side)
+        if stress_room <= 1e-9:
+            return EntryCheck(approved=False, reason=f"stress limit: {self.limits.reason}")
+        reasons = [] if scale == 1.0 else [f"reduced size ({self.reason})"]
+        if self.limits.scale < 1.0:
+            reasons.append(self.limits.reason)
         return EntryCheck(
             approved=True,
-            reason="within limits" if scale == 1.0 else f"reduced size ({self.reason})",
-            max_fraction=min(c.max_position_size * scale, room),
+            reason="; ".join(reasons) or "within limits",
+            max_fraction=min(c.max_position_size * scale * self.limits.scale, room, stress_room),
         )
 
     def count_order(self) -> None:

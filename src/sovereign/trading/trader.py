@@ -19,11 +19,13 @@ import numpy as np
 
 from sovereign.brokers.models import AccountReport, Fill, Order, OrderReport, OrderStatus, Side
 from sovereign.brokers.models import client_order_id as make_client_order_id
+from sovereign.errors import EngineError
 from sovereign.rules.actions import ExitPosition, TightenStop
 from sovereign.rules.context import Regime, RuleContext
 from sovereign.rules.rule import RuleEffect, RuleSet
 from sovereign.trading.book import Book, Intent, OpenTrade
 from sovereign.trading.events import Decision, EventSink, NullSink, Transition
+from sovereign.trading.overlay import NEUTRAL
 from sovereign.trading.strategies.base import BaseStrategy
 from sovereign.trading.strategy import MarketView, Signal
 from sovereign.trading.supervisor import Supervisor, SupervisorState
@@ -114,7 +116,7 @@ class Trader:
         if sup.state is SupervisorState.HALTED:
             return orders + self._flatten(view, list(self.book.open.values()), sup.reason)
         orders += self._exits(view, account)
-        engine_problem = self._engine_problem(view)
+        engine_problem = self._engine_problem(view) or self._engine_limits(view, account)
         if engine_problem is not None:
             self._decide(view, "*", "*", "stand_down", "skipped", engine_problem)
         else:  # signals are still evaluated while REDUCING so each block is recorded
@@ -166,6 +168,31 @@ class Trader:
         atr = view.features.atr_pct[view.i]
         if np.isinf(atr).any() or (atr < 0).any():
             return "ATR engine returned a non-finite or negative value"
+        return None
+
+    def _engine_limits(self, view: MarketView, account: AccountReport) -> str | None:
+        """Hand the Supervisor this bar's limits from the overlay (stability, crash sentinel,
+        stress); an unusable engine output makes it stand down, and the reason is returned."""
+        sup = self.supervisor
+        if view.overlay is None:
+            sup.set_limits(NEUTRAL)
+            return None
+        equity = account.equity
+        gross = account.gross_exposure / equity if equity > 0 else math.inf
+        net = account.net_exposure / equity if equity > 0 else 0.0
+        try:
+            limits = view.overlay.limits(
+                view.i,
+                drawdown=sup.drawdown(equity),
+                max_drawdown=sup.constitution.max_drawdown,
+                long_gross=max(0.0, (gross + net) / 2),
+                short_gross=max(0.0, (gross - net) / 2),
+            )
+        except EngineError as err:
+            reason = f"engine output unusable ({err}): no new risk"
+            sup.stand_down(reason)
+            return reason
+        sup.set_limits(limits)
         return None
 
     def _marks(self, view: MarketView) -> dict[str, float]:
@@ -296,6 +323,7 @@ class Trader:
                 if order is not None:
                     orders.append(order)
                     gross += fraction
+                    self.supervisor.record_entry(signal.side, fraction)
         return orders
 
     def _entry(
@@ -329,6 +357,7 @@ class Trader:
             symbol=signal.symbol,
             confidence=signal.confidence,
             gross_exposure=gross,
+            side=signal.side,
         )
         if not check.approved:
             return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked")
