@@ -17,7 +17,9 @@ from sovereign.rules.config import StrategyConfig
 from sovereign.rules.context import Regime
 from sovereign.trading.backtest import BacktestConfig, Prepared, run_backtest
 from sovereign.trading.loop import RegimeSeries
+from sovereign.trading.pools import PoolConfig
 from sovereign.trading.strategies import SmaCross
+from sovereign.trading.trader import TraderConfig
 
 
 def main() -> None:
@@ -52,7 +54,11 @@ def main() -> None:
         },
         index=panel.timestamps.tz_localize(None),
     )
-    config = BacktestConfig(cash=1e6, paper=PaperConfig(costs="simple", commission_rate=0.001))
+    config = BacktestConfig(
+        cash=1e6,
+        paper=PaperConfig(costs="simple", commission_rate=0.001),
+        trader=TraderConfig(pools=PoolConfig(enabled=False)),  # the reference has no allocator
+    )
     strategy_config = StrategyConfig(
         strategy="sma_cross",
         params={"fast": 10, "slow": 30, "size": 0.5},

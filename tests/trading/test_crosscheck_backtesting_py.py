@@ -21,7 +21,9 @@ from sovereign.rules.config import StrategyConfig
 from sovereign.rules.context import Regime
 from sovereign.trading.backtest import BacktestConfig, Prepared, run_backtest
 from sovereign.trading.loop import RegimeSeries
+from sovereign.trading.pools import PoolConfig
 from sovereign.trading.strategies import SmaCross
+from sovereign.trading.trader import TraderConfig
 
 backtesting = pytest.importorskip("backtesting")
 from backtesting import Backtest, Strategy  # noqa: E402
@@ -47,6 +49,11 @@ class ReferenceSmaCross(Strategy):  # type: ignore[misc]
                 self.buy(size=self.size)
         elif crossover(self.sma_slow, self.sma_fast):
             self.position.close()
+
+
+# The same execution mechanics as the reference library: one strategy at its own size, without
+# the pool allocator (the engines' overlay is off too: the prepared data carries none).
+RAW_MECHANICS = TraderConfig(pools=PoolConfig(enabled=False))
 
 
 @pytest.mark.parametrize(
@@ -82,7 +89,9 @@ def test_sma_cross_matches_backtesting_py(
         ],
         constitution=RESEARCH_CONSTITUTION,
         config=BacktestConfig(
-            cash=cash, paper=PaperConfig(costs="simple", commission_rate=commission)
+            cash=cash,
+            paper=PaperConfig(costs="simple", commission_rate=commission),
+            trader=RAW_MECHANICS,
         ),
         prepared=prepared,
     )

@@ -140,6 +140,21 @@ class Supervisor:
             )
         return out
 
+    def kill_pool(self, now: datetime, strategy: str, reason: str) -> Transition | None:
+        """Kill ``strategy``'s pool for ``reason`` (the allocator found its edge decayed);
+        None when it is already killed."""
+        pool = self.pools[strategy]
+        if pool.state is StrategyState.KILLED:
+            return None
+        pool.state = StrategyState.KILLED
+        return Transition(
+            timestamp=now,
+            scope=f"strategy:{strategy}",
+            from_state=StrategyState.ACTIVE.value,
+            to_state=StrategyState.KILLED.value,
+            reason=reason,
+        )
+
     def observe_pool(self, now: datetime, strategy: str, pool_equity: float) -> Transition | None:
         """Kill ``strategy`` alone when its pool lost more than its own limit from its peak."""
         pool = self.pools[strategy]

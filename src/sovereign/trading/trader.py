@@ -6,19 +6,28 @@ exits (ATR stop, ATR take profit, maximum holding time, regime change, the strat
 rules' exit_position) -> entries (strategy signals -> active rules -> Supervisor -> sizing) ->
 orders with deterministic client order ids. The Trader returns orders; the driver (backtester,
 paper loop, live loop) sends them and feeds fills back through :meth:`Trader.on_fill`.
+
+The engines take part through three hooks: the overlay's limits go to the Supervisor every bar
+(:mod:`sovereign.trading.overlay`); an entry above the participation threshold of its average
+daily volume is worked over several bars (:mod:`sovereign.trading.slicing`: one child per bar,
+cancelled when new risk stops or the position exits); and every ``rebalance_every`` bars the pool
+allocator (:mod:`sovereign.trading.pools`: LinUCB with a CVaR penalty, and a freshness score)
+scales each strategy's new positions and kills a pool whose edge has decayed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from sovereign.brokers.models import AccountReport, Fill, Order, OrderReport, OrderStatus, Side
 from sovereign.brokers.models import client_order_id as make_client_order_id
+from sovereign.engines.allocation import context_vector
+from sovereign.engines.regime import REGIME_ORDER
 from sovereign.errors import EngineError
 from sovereign.rules.actions import ExitPosition, TightenStop
 from sovereign.rules.context import Regime, RuleContext
@@ -26,6 +35,13 @@ from sovereign.rules.rule import RuleEffect, RuleSet
 from sovereign.trading.book import Book, Intent, OpenTrade
 from sovereign.trading.events import Decision, EventSink, NullSink, Transition
 from sovereign.trading.overlay import NEUTRAL
+from sovereign.trading.pools import PoolAllocator, PoolConfig
+from sovereign.trading.slicing import (
+    SlicingConfig,
+    WorkingOrders,
+    average_daily_volume,
+    order_seed,
+)
 from sovereign.trading.strategies.base import BaseStrategy
 from sovereign.trading.strategy import MarketView, Signal
 from sovereign.trading.supervisor import Supervisor, SupervisorState
@@ -40,6 +56,8 @@ class TraderConfig:
     max_staleness: timedelta | None = None
     uncertain_scale: float = 0.5  # size multiplier when the regime is Uncertain
     order_namespace: str = ""  # see brokers.models.client_order_id
+    slicing: SlicingConfig = field(default_factory=SlicingConfig)
+    pools: PoolConfig = field(default_factory=PoolConfig)
 
 
 class Trader:
@@ -58,6 +76,8 @@ class Trader:
         self.config = config or TraderConfig()
         self.sink: EventSink = sink or NullSink()
         self.book = Book()
+        self.working = WorkingOrders(config=self.config.slicing)
+        self.pools = PoolAllocator(list(self.strategies), self.config.pools)
         self.set_rules(rules or RuleSet())
         for s in strategies:
             cfg = s.config
@@ -114,13 +134,26 @@ class Trader:
                 self._transition(killed)
                 orders += self._flatten(view, self.book.trades_of(name), killed.reason)
         if sup.state is SupervisorState.HALTED:
-            return orders + self._flatten(view, list(self.book.open.values()), sup.reason)
+            self.working.cancel_all(f"halted: {sup.reason}")
+            orders += self._flatten(view, list(self.book.open.values()), sup.reason)
+            self._record_cancellations(view)
+            return orders
+        pool_orders, pool_problem = self._rebalance_pools(view, marks)
+        orders += pool_orders
         orders += self._exits(view, account)
-        engine_problem = self._engine_problem(view) or self._engine_limits(view, account)
+        engine_problem = (
+            self._engine_problem(view) or pool_problem or self._engine_limits(view, account)
+        )
         if engine_problem is not None:
+            self.working.cancel_all(f"no new risk: {engine_problem}")
             self._decide(view, "*", "*", "stand_down", "skipped", engine_problem)
         else:  # signals are still evaluated while REDUCING so each block is recorded
+            if sup.state is SupervisorState.NORMAL and not sup.limits.stand_down:
+                orders += self._children(view)
+            else:
+                self.working.cancel_all(f"no new risk: supervisor {sup.state.value}")
             orders += self._entries(view, account, now, exiting={o.symbol for o in orders})
+        self._record_cancellations(view)
         return orders
 
     def on_fill(self, fill: Fill, bar: int) -> None:
@@ -195,6 +228,88 @@ class Trader:
         sup.set_limits(limits)
         return None
 
+    # ---- pools and working orders ------------------------------------------------------------
+
+    def _rebalance_pools(
+        self, view: MarketView, marks: dict[str, float]
+    ) -> tuple[list[Order], str | None]:
+        """Feed the pool allocator; on a rebalance bar, kill the pools whose edge decayed.
+        Returns the orders (flattening killed pools) and a reason to stand down, if any."""
+        if not self.config.pools.enabled:
+            return [], None
+        sup = self.supervisor
+        equity = {n: self.book.pool_equity(n, sup.pools[n].capital, marks) for n in self.strategies}
+        retired = {n for n in self.strategies if not sup.strategy_active(n)}
+        try:
+            decision = self.pools.observe(
+                view.i, pool_equity=equity, context=self._pool_context(view), retired=retired
+            )
+        except EngineError as err:
+            return [], f"pool allocation unusable ({err}): no new risk"
+        if decision is None:
+            return [], None
+        orders: list[Order] = []
+        for name, why in decision.kills.items():
+            t = sup.kill_pool(view.timestamp, name, f"edge decayed: {why}")
+            if t is not None:
+                self._transition(t)
+                orders += self._flatten(view, self.book.trades_of(name), t.reason)
+        scales = {k: round(v, 4) for k, v in decision.scales.items()}
+        self._decide(
+            view,
+            "*",
+            "*",
+            "allocate",
+            "rebalanced",
+            "; ".join(decision.reasons) or "pool scales updated",
+            inputs={"scales": scales, "weights": dict(decision.weights)},
+        )
+        return orders, None
+
+    def _pool_context(self, view: MarketView) -> np.ndarray:
+        """The allocator's context: regime probabilities (the filtered confidence on the current
+        regime, the rest spread evenly), the stability score and annualised volatility."""
+        probs = np.full(len(REGIME_ORDER), 1.0 / len(REGIME_ORDER))
+        conf = view.regime_confidence
+        if view.regime in REGIME_ORDER and math.isfinite(conf):
+            probs[:] = (1.0 - conf) / (len(REGIME_ORDER) - 1)
+            probs[REGIME_ORDER.index(view.regime)] = conf
+        stability = 1.0 if view.overlay is None else float(view.overlay.stability[view.i])
+        vol_row = view.features.volatility[view.i]
+        vol = float(np.nanmean(vol_row)) * math.sqrt(252) if np.isfinite(vol_row).any() else 0.0
+        return context_vector(probs.tolist(), stability, vol)
+
+    def _children(self, view: MarketView) -> list[Order]:
+        """The next child of every entry being worked over several bars."""
+        orders = []
+        for child, intent in self.working.due(view.i, created_at=view.timestamp):
+            self.book.intents[child.client_order_id] = intent
+            self.supervisor.count_order()
+            parent = self.working.parent(child.strategy, child.symbol)
+            slices = "" if parent is None else f" ({parent.sent} of {len(parent.quantities)})"
+            self._decide(
+                view,
+                child.strategy,
+                child.symbol,
+                "enter",
+                "ordered",
+                f"working the entry: next slice{slices}",
+                inputs={"quantity": child.quantity},
+            )
+            orders.append(child)
+        return orders
+
+    def _record_cancellations(self, view: MarketView) -> None:
+        for c in self.working.drain_cancellations():
+            self._decide(
+                view,
+                c.strategy,
+                c.symbol,
+                "cancel",
+                "skipped",
+                f"{c.shares:g} unsent shares of a sliced entry cancelled: {c.reason}",
+            )
+
     def _marks(self, view: MarketView) -> dict[str, float]:
         """Valid closes of the symbols the book holds (the only ones pools are marked at)."""
         close = view.close
@@ -261,6 +376,7 @@ class Trader:
         self, view: MarketView, trade: OpenTrade, reason: str, leg: str = "exit"
     ) -> Order:
         trade.exit_reason = reason
+        self.working.cancel(trade.strategy, trade.symbol, f"exiting: {reason}")
         coid = make_client_order_id(
             strategy=trade.strategy,
             ruleset_version=self.rules.id,
@@ -319,6 +435,8 @@ class Trader:
             for signal in strategy.entries(view, held):
                 if signal.symbol in held and signal.symbol not in exiting:
                     continue
+                if self.working.is_working(name, signal.symbol):
+                    continue  # its entry is still being worked
                 order, fraction = self._entry(view, name, signal, equity, gross, drawdown, now)
                 if order is not None:
                     orders.append(order)
@@ -361,7 +479,7 @@ class Trader:
         )
         if not check.approved:
             return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked")
-        fraction = self._size(view, signal, effect, check.max_fraction)
+        fraction = self._size(view, strategy, signal, effect, check.max_fraction)
         if fraction <= 0:
             return self._skip(view, strategy, signal, "no edge at this confidence", effect)
         coid = make_client_order_id(
@@ -393,7 +511,22 @@ class Trader:
                 strategy=strategy,
                 created_at=view.timestamp,
             )
-        self.book.intents[coid] = self._intent(view, strategy, signal, effect, atr)
+        intent = self._intent(view, strategy, signal, effect, atr)
+        sent = self.working.start(
+            order,
+            intent=intent,
+            bar=view.i,
+            adv=average_daily_volume(view.panel.volume, view.i, j, self.config.slicing.adv_window),
+            seed=order_seed(coid),
+            ruleset_version=self.rules.id,
+            namespace=self.config.order_namespace,
+            signal_time=view.timestamp,
+        )
+        if sent is None:
+            return self._skip(view, strategy, signal, "volume too thin for one share", effect)
+        order = sent
+        parent = self.working.parent(strategy, signal.symbol)
+        self.book.intents[order.client_order_id] = intent
         self.supervisor.count_order()
         self._decide(
             view,
@@ -404,14 +537,27 @@ class Trader:
             signal.reason,
             confidence=signal.confidence,
             rules=tuple(effect.fired),
-            inputs={"price": price, "atr": atr, "fraction": round(fraction, 6)},
+            inputs={
+                "price": price,
+                "atr": atr,
+                "fraction": round(fraction, 6),
+                **(
+                    {}
+                    if parent is None
+                    else {"slices": len(parent.quantities), "unplaced": parent.remainder}
+                ),
+            },
         )
         return order, fraction
 
-    def _size(self, view: MarketView, signal: Signal, effect: RuleEffect, cap: float) -> float:
-        """Fraction of equity for a new position: fixed, or Kelly-tempered from confidence."""
+    def _size(
+        self, view: MarketView, strategy: str, signal: Signal, effect: RuleEffect, cap: float
+    ) -> float:
+        """Fraction of equity for a new position: fixed, or Kelly-tempered from confidence;
+        times the pool allocator's scale for ``strategy``."""
+        pool = self.pools.current_scales().get(strategy, 1.0)  # the allocator's share
         if signal.equity_fraction is not None:
-            return min(signal.equity_fraction, cap) * effect.scale
+            return min(signal.equity_fraction, cap) * effect.scale * pool
         stop = effect.stop_atr_mult if effect.stop_atr_mult is not None else signal.stop_atr
         target = signal.take_profit_atr
         if effect.take_profit_atr_mult is not None:
@@ -422,7 +568,7 @@ class Trader:
         fraction = self.config.kelly_fraction * kelly
         if view.regime is Regime.UNCERTAIN:
             fraction *= self.config.uncertain_scale
-        return max(0.0, min(cap, fraction)) * effect.scale  # rules scale the capped size
+        return max(0.0, min(cap, fraction)) * effect.scale * pool  # rules scale the capped size
 
     def _intent(
         self, view: MarketView, strategy: str, signal: Signal, effect: RuleEffect, atr: float
