@@ -244,6 +244,9 @@ def test_a_restart_restores_the_book_so_old_positions_keep_their_exits(
         handle_signals=False,
     )
     assert first.positions == {"AAA": 33.0}
+    saved = app.supervisor_store.load_state(f"book:{ACCOUNT}")
+    assert saved is not None and {"book", "working", "pools", "last_bar_time"} <= set(saved)
+    assert saved["pools"]["last_bar"] is not None  # the allocator saw the bars
 
     broker, data = _clients(stub)  # a new process
     loop = LiveLoop(app, _options(), broker=broker, data=data, now=stub.now)
@@ -257,6 +260,7 @@ def test_a_restart_restores_the_book_so_old_positions_keep_their_exits(
     entry_bar = int(loop.panel.timestamps.searchsorted(trade.entry_time, side="right")) - 1
     assert loop.trader.book.open[("sma_cross", "AAA")].entry_bar == entry_bar >= 0
     assert len(stub.requests_to("POST", "/v2/orders")) == 1  # no second entry, no duplicate
+    assert loop.trader.pools.snapshot()["last_bar"] == loop.last_i  # re-based on the new panel
     assert app.memory.fills(run_id=loop.run_id) == []  # the fill is not booked twice
     report = loop.close(stub.now)
     assert report.positions == {"AAA": 33.0}

@@ -56,7 +56,7 @@ from sovereign.brokers.models import (
     OrderStatus,
 )
 from sovereign.brokers.port import Broker
-from sovereign.errors import BrokerUnavailable, ConfigError, HaltTrading
+from sovereign.errors import BrokerUnavailable, ConfigError, EngineError, HaltTrading
 from sovereign.market.bars import BarPanel
 from sovereign.market.session import MarketCalendar, nyse
 from sovereign.rules.rule import RuleSet
@@ -64,6 +64,7 @@ from sovereign.trading.backtest import Prepared, RegimeConfig
 from sovereign.trading.book import book_snapshot, restore_book
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import EquityPoint, Event, OrderSubmitted, Transition
+from sovereign.trading.slicing import WorkingOrders
 from sovereign.trading.strategy import MarketView
 from sovereign.trading.supervisor import SupervisorState
 from sovereign.trading.trader import Trader, TraderConfig
@@ -324,6 +325,7 @@ class LiveLoop:
         self.seen_fills: set[str] = set()
         self.pending_fills: dict[str, Fill] = {}
         self.open_orders: set[str] = set()
+        self._saved: dict[str, Any] = {}
         self._remap_entries = self._restore_book()
         self.equity = account.equity
         self._closed = False
@@ -522,6 +524,7 @@ class LiveLoop:
         if self._remap_entries:
             for trade in self.trader.book.open.values():
                 trade.entry_bar = self._bar_of(panel, trade.entry_time)
+            self._restore_engines(panel, i)
             self._remap_entries = False
         orders = self.trader.step(view, account, now)
         sent = sum(self._send(order, now) for order in orders)
@@ -563,6 +566,9 @@ class LiveLoop:
                 # a fill seen but not booked yet is seen again after a restart
                 "seen_fills": sorted(self.seen_fills - set(self.pending_fills)),
                 "open_orders": sorted(self.open_orders),
+                "working": self.trader.working.snapshot(),
+                "pools": self.trader.pools.snapshot(),
+                "last_bar_time": None if self.last_bar is None else self.last_bar.isoformat(),
             },
             now,
         )
@@ -587,6 +593,7 @@ class LiveLoop:
             )
             return False
         self.trader.book = book
+        self._saved = data  # working entries and pool state are re-based on the first panel
         self.fills_from = max(self.fills_from, fills_from)
         self.seen_fills = set(data.get("seen_fills", ()))
         self.open_orders = set(data.get("open_orders", ()))
@@ -598,6 +605,22 @@ class LiveLoop:
             len(self.open_orders),
         )
         return True
+
+    def _restore_engines(self, panel: BarPanel, i: int) -> None:
+        """Entries being worked resume at bar ``i``; the pool allocator's bars are shifted to
+        the new panel. A part that cannot be read starts fresh, and the log says so."""
+        data = self._saved
+        try:
+            if data.get("working") is not None:
+                self.trader.working = WorkingOrders.restore(
+                    data["working"], config=self.trader.config.slicing, next_bar=i
+                )
+            pools, last = data.get("pools"), data.get("last_bar_time")
+            if pools is not None and last is not None and pools.get("last_bar") is not None:
+                shift = self._bar_of(panel, datetime.fromisoformat(last)) - int(pools["last_bar"])
+                self.trader.pools.restore(pools, bar_shift=shift)
+        except (EngineError, ValueError, KeyError, TypeError) as err:
+            log.error("the saved working entries or pool state cannot be used (%s)", err)
 
     def _bar_of(self, panel: BarPanel, t: datetime) -> int:
         """The index in ``panel`` of the bar at or before ``t``; negative (sessions before the

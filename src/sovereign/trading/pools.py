@@ -355,11 +355,12 @@ class PoolAllocator:
             },
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
+    def restore(self, data: Mapping[str, Any], *, bar_shift: int = 0) -> None:
         """Replace the state with a :meth:`snapshot` of an allocator of the same strategies.
 
-        The configuration stays this instance's. EngineError on a malformed snapshot, another
-        version, or other strategies; the state is then unchanged.
+        ``bar_shift`` is added to the saved bar numbers: after a restart the new panel numbers
+        its bars from another start. The configuration stays this instance's. EngineError on a
+        malformed snapshot, another version, or other strategies; the state is then unchanged.
         """
         try:
             if data["version"] != _SNAPSHOT_VERSION:
@@ -383,12 +384,12 @@ class PoolAllocator:
             checked = check_array("pools.restore.scales", values, low=0.0, high=1.0)
             scales = dict(zip(self.strategies, checked.tolist(), strict=True))
             periods = int(data["periods"])
-            last_bar = None if data["last_bar"] is None else int(data["last_bar"])
+            last_bar = None if data["last_bar"] is None else int(data["last_bar"]) + bar_shift
             raw = data["anchor"]
             anchor = None
             if raw is not None:
                 anchor = _Anchor(
-                    bar=int(raw["bar"]),
+                    bar=int(raw["bar"]) + bar_shift,
                     equity=self._check_equity(raw["equity"], "pools.restore.equity"),
                     context=check_array(
                         "pools.restore.context", raw["context"], shape=(_N_FEATURES,)
