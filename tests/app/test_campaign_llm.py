@@ -67,6 +67,8 @@ def test_run_with_an_llm_over_http(
     assert first_request["model"] == "stub-model"
     prompt = json.dumps(first_request["messages"])
     assert "max_drawdown" in prompt and "<<<DATA" in prompt  # constitution summary, fenced data
+    offered = {t["function"]["name"] for t in first_request.get("tools", [])}
+    assert {"recent_trades", "stress_test", "crash_sentinel", "market_risk"} <= offered
     assert "test-key" not in result.output
     log = (home / "var" / "logs" / "sovereign.log").read_text()
     assert "improvement cycle" in log and "test-key" not in log

@@ -38,6 +38,7 @@ from sovereign.memory import session
 from sovereign.memory.tables import ProposalRow, VerdictRow
 from sovereign.rules.proposals import Proposal, TuneParameter, parse_proposal
 from sovereign.rules.rule import Rule, RuleSet
+from sovereign.tools.engine_tools import engine_tools
 from sovereign.tools.memory_tools import readonly_memory_tools
 from sovereign.trading.backtest import BacktestConfig, Prepared
 from sovereign.trading.catalog import effective_params, rule_features, strategy_specs
@@ -420,6 +421,8 @@ def run_improvement(
         if llm is None
         else readonly_memory_tools(app.settings.db_url, constitution=inputs.constitution)
     )
+    if llm is not None:  # and the engines, over the bars known at this cycle
+        tools = [*tools, *engine_tools(inputs.panel, seed=inputs.seed)]
     try:
         with checkpointer_for(app) as saver:
             result = run_cycle(
