@@ -146,6 +146,23 @@ def test_trade_frame_without_features_has_no_buckets() -> None:
         trade_frame([], None, SYMBOLS, TS.tz_localize(None))
 
 
+def test_trade_frame_slices_by_the_stability_bucket_of_the_signal_bar() -> None:
+    n = len(TS)
+    buckets = np.array(["stable"] * n, dtype=object)
+    buckets[9] = "unstable"
+    buckets[29] = "fragile"
+    trades = [
+        trade(entry_bar=10, exit_bar=12, pnl=-5.0),
+        trade(entry_bar=21, exit_bar=25, pnl=8.0),
+        trade(entry_bar=30, exit_bar=31, pnl=1.0),
+    ]
+    frame = trade_frame(trades, None, SYMBOLS, TS, stability=buckets)
+    assert list(frame[Dimension.STABILITY.column]) == ["unstable", "stable", "fragile"]
+    assert list(trade_frame(trades, None, SYMBOLS, TS)["stability_bucket"]) == [NA] * 3
+    with pytest.raises(ValueError, match="stability has"):
+        trade_frame(trades, None, SYMBOLS, TS, stability=buckets[:-1])
+
+
 def test_atr_buckets_are_quintiles_of_the_trades_atr() -> None:
     n = len(TS)
     atr = np.tile(np.arange(1, n + 1, dtype=float)[:, None], (1, len(SYMBOLS)))  # bar b -> b+1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -54,6 +55,10 @@ from sovereign.trading.gate_report import (
 )
 from sovereign.trading.gate_runs import RunOutcome
 from sovereign.trading.gate_verdict import _breaches
+from sovereign.trading.overlay import OverlayConfig
+from sovereign.trading.pools import PoolConfig
+from sovereign.trading.sizing import SizingConfig
+from sovereign.trading.trader import TraderConfig
 
 DATA = gate_data(control_markets.market(1, 1100, 10))
 BASE = Baseline(
@@ -104,7 +109,7 @@ def test_the_report_holds_every_slice_and_the_canary_figure() -> None:
     j = report.to_json()
     assert [f["name"] for f in j["folds"]] == [f"fold {k}" for k in range(1, 6)]
     assert {s["kind"] for s in j["regimes"]} == {"regime"} and len(j["regimes"]) >= 3
-    assert [s["name"] for s in j["stability"]] == ["calm", "normal", "turbulent"]
+    assert [s["name"] for s in j["stability"]] == ["stable", "fragile", "unstable"]
     covered = {s["name"]: s["covered"] for s in j["scenarios"]}
     assert covered == {
         "crash_2000_2002": False,  # no real data was given
@@ -375,12 +380,20 @@ def test_stability_buckets_are_terciles_of_prior_market_volatility() -> None:
     scale = np.concatenate([np.full(100, 0.005), np.full(100, 0.02), np.full(100, 0.05)])
     close = 100 * np.exp(np.cumsum(rng.normal(0, 1, (300, 4)) * scale[:, None], axis=0))
     rows = np.arange(40, 300)
-    labels = stability_labels(close, rows)
-    counts = {k: int((labels == k).sum()) for k in ("calm", "normal", "turbulent")}
-    assert abs(counts["calm"] - counts["turbulent"]) <= 2 and sum(counts.values()) == rows.size
-    assert (labels[rows < 100] == "calm").all()  # the 60 calm bars all fall in the low third
+    labels = stability_labels(close, rows)  # no overlay: volatility terciles stand in
+    counts = {k: int((labels == k).sum()) for k in ("stable", "fragile", "unstable")}
+    assert abs(counts["stable"] - counts["unstable"]) <= 2 and sum(counts.values()) == rows.size
+    assert (labels[rows < 100] == "stable").all()  # the 60 calm bars all fall in the low third
     high = labels[rows >= 220]
-    assert (high != "calm").all() and (high == "turbulent").mean() > 0.8
+    assert (high != "stable").all() and (high == "unstable").mean() > 0.8
+
+
+def test_stability_buckets_come_from_the_overlay_when_there_is_one() -> None:
+    overlay = DATA.prepared.overlay
+    assert overlay is not None
+    rows = np.arange(1, DATA.panel.n_bars)
+    labels = stability_labels(DATA.panel.close, rows, overlay)
+    assert list(labels) == list(overlay.buckets()[rows - 1])
 
 
 def test_json_safe_turns_non_finite_numbers_into_null() -> None:
@@ -400,19 +413,30 @@ def test_gate_config_refuses_nonsense() -> None:
 
 def test_breach_in_a_full_run_is_reported_under_its_code() -> None:
     """A baseline that trades at a quarter of its size in a market of slides; retiring that
-    rule lets the account or a strategy pool run into a limit the baseline stayed clear of."""
+    rule lets the account or a strategy pool run into a limit the baseline stayed clear of.
+    The engines' limits (overlay, portfolio sizing, pool allocator) are off here: with them on,
+    the account stops short of its limits, which is their job, and the breach check would have
+    nothing to find."""
     from sovereign.constitution import Constitution
 
     breaker = Rule(
         name="quarter-size", when=ConfidenceAbove(value=0.0), then=ScalePosition(factor=0.25)
     )
-    data = gate_data(control_markets.slides_market(1, 1100))
+    raw = OverlayConfig(enabled=False)
+    panel = control_markets.slides_market(1, 1100)
+    data = replace(gate_data(panel), prepared=prepare(panel, CONTROL_REGIME, seed=0, overlay=raw))
     base = Baseline(
         ruleset=RuleSet(rules=(breaker,)),
         strategies=BASE.strategies,
         params=BASE.params,
         constitution=Constitution(max_position_size=0.2),
-        backtest=BASE.backtest,
+        backtest=replace(
+            BASE.backtest,
+            overlay=raw,
+            trader=TraderConfig(
+                sizing=SizingConfig(enabled=False), pools=PoolConfig(enabled=False)
+            ),
+        ),
     )
     report = evaluate(
         RetireRule(rule_id=breaker.id, rationale="x", source=ProposalSource.LLM), base, data, 1

@@ -148,6 +148,7 @@ class AppServices:
             panel.symbols,
             panel.timestamps,
             signal_lag=self.inputs.signal_lag,
+            stability=None if prepared.overlay is None else prepared.overlay.buckets(),
         )
         report = find_weaknesses(frame, min_trades=self.inputs.min_trades, seed=self.inputs.seed)
         values = [

@@ -57,6 +57,7 @@ class Dimension(StrEnum):
     SYMBOL = "symbol"
     STRATEGY_REGIME = "strategy_regime"
     LOSING_STREAK = "losing_streak"
+    STABILITY = "stability"
 
     @property
     def column(self) -> str:
@@ -71,6 +72,7 @@ _COLUMNS: dict[Dimension, str] = {
     Dimension.SYMBOL: "symbol",
     Dimension.STRATEGY_REGIME: "strategy_regime",
     Dimension.LOSING_STREAK: "streak_bucket",
+    Dimension.STABILITY: "stability_bucket",
 }
 
 
@@ -121,6 +123,7 @@ def trade_frame(
     timestamps: Sequence[datetime] | pd.DatetimeIndex,
     *,
     signal_lag: int = 1,
+    stability: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per round trip, with the slices the weakness finder tests.
 
@@ -138,14 +141,17 @@ def trade_frame(
     of the signal bar), volume_pct (0..100), volume_bucket ("q1".."q5" or "n/a"), atr_pct
     (% of price), atr_bucket ("q1".."q5" quintiles of the trades' atr_pct, or "n/a"),
     atr_low/atr_high (that bucket's edges; NaN at the open ends), losing_streak (the strategy's
-    consecutive losses when the signal was taken), streak_bucket ("0".."3+"), strategy_regime.
+    consecutive losses when the signal was taken), streak_bucket ("0".."3+"), strategy_regime,
+    stability_bucket (the stability engine's bucket of the signal bar, "stable" / "fragile" /
+    "unstable", from ``stability``: object ndarray (n_bars,) aligned with ``timestamps``, e.g.
+    ``Overlay.buckets()``; "n/a" without it).
     """
     index = _utc(timestamps, "timestamps")
     n_bars = len(index)
     base = _base_columns(trades, sides=[_side(t.side) for t in trades])
     bars = np.array([t.entry_bar - signal_lag for t in trades], dtype=np.int64)
     bars[(bars < 0) | (bars >= n_bars)] = -1
-    return _finish(base, bars, features, symbols, index)
+    return _finish(base, bars, features, symbols, index, stability)
 
 
 def trade_frame_from_rows(
@@ -155,6 +161,7 @@ def trade_frame_from_rows(
     timestamps: Sequence[datetime] | pd.DatetimeIndex,
     *,
     signal_lag: int = 1,
+    stability: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """:func:`trade_frame` for trades read back from memory (which store no bar index).
 
@@ -171,7 +178,7 @@ def trade_frame_from_rows(
     found = (pos < len(stamps)) & (stamps[np.minimum(pos, len(stamps) - 1)] == entry)
     bars = np.where(found, pos - signal_lag, -1).astype(np.int64)
     bars[bars < 0] = -1
-    return _finish(base, bars, features, symbols, index)
+    return _finish(base, bars, features, symbols, index, stability)
 
 
 def _side(side: int | str) -> str:
@@ -209,6 +216,7 @@ def _finish(
     features: FeatureFrame | None,
     symbols: Sequence[str],
     index: pd.DatetimeIndex,
+    stability: np.ndarray | None = None,
 ) -> pd.DataFrame:
     n = len(bars)
     column = {s: j for j, s in enumerate(symbols)}
@@ -255,9 +263,18 @@ def _finish(
             "strategy_regime": [
                 f"{s}|{r}" for s, r in zip(base["strategy"], base["regime"], strict=True)
             ],
+            "stability_bucket": _stability_buckets(stability, bars, len(index)),
         }
     )
     return frame
+
+
+def _stability_buckets(stability: np.ndarray | None, bars: np.ndarray, n_bars: int) -> list[str]:
+    if stability is None:
+        return [NA] * len(bars)
+    if len(stability) != n_bars:
+        raise ValueError(f"stability has {len(stability)} bars, expected {n_bars}")
+    return [str(stability[b]) if b >= 0 else NA for b in bars]
 
 
 def _volume_buckets(volume: np.ndarray) -> list[str]:

@@ -201,6 +201,7 @@ class Book:
 
 # ------------------------------------------------------------------------- persistence
 
+
 def book_snapshot(book: Book, *, pending: set[str]) -> dict[str, Any]:
     """What a restarted process needs of ``book`` as plain JSON: the open trades (with their
     entry time; the bar index is re-derived by the restorer), the intents of the orders still

@@ -37,8 +37,9 @@ Evaluation data: the last ``evaluation_years`` of ``data.panel`` (7, the window 
 replays) split into ``folds`` sequential out-of-sample folds. Each fold is an independent run (a
 fresh account after a lead-in of the strategies' warm-up bars), so a halt or a killed pool in
 one fold does not silence the next. Regime slices group the fold bars by the prepared regime of
-the bar before (what was known when the positions were held). Stability buckets are, for now,
-terciles of trailing market volatility; issue 5 swaps in the stability engine. Stress scenarios
+the bar before (what was known when the positions were held). Stability buckets are the
+stability engine's levels (stable / fragile / unstable) from the panel's overlay, read the same
+way (volatility terciles stand in when the prepared data has no overlay). Stress scenarios
 are :mod:`sovereign.trading.scenarios` (real crash windows cut from ``data.crash_panel``, and the
 synthetic stresses seeded by ``seed``).
 
@@ -81,6 +82,7 @@ from sovereign.trading.gate_runs import (
     same_features,
 )
 from sovereign.trading.gate_verdict import judge
+from sovereign.trading.overlay import OverlayConfig
 from sovereign.trading.scenarios import Scenario, crash_windows, synthetic_scenarios
 
 #: The window `sovereign run` replays by default (sovereign.app.campaign.DEFAULT_YEARS).
@@ -353,7 +355,8 @@ def _plan(
     data: GateData, baseline: Baseline, cfg: GateConfig, lead: int, seed: int, cache: GateCache
 ) -> Plan:
     panel = data.panel
-    prepared = _prepared(panel, data.prepared, baseline.backtest.regime, seed, cache)
+    overlay = baseline.backtest.overlay
+    prepared = _prepared(panel, data.prepared, baseline.backtest.regime, seed, cache, overlay)
     idx = panel.timestamps
     start = data.start or (
         idx[-1].to_pydatetime() - timedelta(days=round(365 * cfg.evaluation_years))
@@ -386,7 +389,9 @@ def _plan(
             crash_prep = (
                 prepared
                 if crash is panel
-                else _prepared(crash, data.crash_prepared, baseline.backtest.regime, seed, cache)
+                else _prepared(
+                    crash, data.crash_prepared, baseline.backtest.regime, seed, cache, overlay
+                )
             )
             keys.append(cache.fingerprint(crash))
         for sc in crash_windows(crash, lead_in=lead):
@@ -403,7 +408,12 @@ def _plan(
             )
             scenarios.append((sc, window))
         for sc, prep in _synthetic(
-            seed, cfg.scenario_symbols, cfg.scenario_history, cfg.scenario_bars, cfg.scenario_regime
+            seed,
+            cfg.scenario_symbols,
+            cfg.scenario_history,
+            cfg.scenario_bars,
+            cfg.scenario_regime,
+            overlay,
         ):
             assert sc.panel is not None  # noqa: S101 - synthetic scenarios always have data
             # Only the lead-in the strategies need is run; the regimes of the history before it
@@ -426,13 +436,18 @@ def _plan(
 
 
 def _prepared(
-    panel: BarPanel, given: Prepared | None, regime: RegimeConfig, seed: int, cache: GateCache
+    panel: BarPanel,
+    given: Prepared | None,
+    regime: RegimeConfig,
+    seed: int,
+    cache: GateCache,
+    overlay: OverlayConfig,
 ) -> Prepared:
     fp = cache.fingerprint(panel)
     if given is None:
-        key = f"{fp}/{regime!r}/{seed}"
+        key = f"{fp}/{regime!r}/{overlay!r}/{seed}"
         if key not in cache.prepared:
-            cache.prepared[key] = prepare(panel, regime, seed=seed)
+            cache.prepared[key] = prepare(panel, regime, seed=seed, overlay=overlay)
         return cache.prepared[key]
     shape = given.features.shape
     if shape != (panel.n_bars, panel.n_symbols) or len(given.regimes.regime) != panel.n_bars:
@@ -455,13 +470,19 @@ def _prepared(
 
 @lru_cache(maxsize=16)
 def _synthetic(
-    seed: int, n_symbols: int, history: int, stress: int, regime: RegimeConfig
+    seed: int,
+    n_symbols: int,
+    history: int,
+    stress: int,
+    regime: RegimeConfig,
+    overlay: OverlayConfig,
 ) -> tuple[tuple[Scenario, Prepared], ...]:
-    """The synthetic scenarios of ``seed`` with their regime fits, built once per process."""
+    """The synthetic scenarios of ``seed`` with their regime fits and overlays, built once per
+    process."""
     out = []
     for sc in synthetic_scenarios(seed, n_symbols=n_symbols, history=history, stress=stress):
         assert sc.panel is not None  # noqa: S101 - synthetic scenarios always have data
-        out.append((sc, prepare(sc.panel, regime, seed=seed)))
+        out.append((sc, prepare(sc.panel, regime, seed=seed, overlay=overlay)))
     return tuple(out)
 
 

@@ -17,9 +17,10 @@ from sovereign.trading.events import Decision, Event, OrderSubmitted
 from sovereign.trading.gate_report import Activity, Significance, SliceResult
 from sovereign.trading.gate_runs import RunOutcome, TradeKey
 from sovereign.trading.metrics import max_drawdown
+from sovereign.trading.overlay import Overlay
 from sovereign.trading.stats import deflated_sharpe_ratio, sharpe_difference_ci, sharpe_ratio
 
-STABILITY_LABELS: tuple[str, ...] = ("calm", "normal", "turbulent")
+STABILITY_LABELS: tuple[str, ...] = ("stable", "fragile", "unstable")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -145,16 +146,22 @@ def labelled_slices(
     return tuple(out)
 
 
-def stability_labels(close: np.ndarray, rows: np.ndarray, window: int = 20) -> np.ndarray:
-    """Tercile of trailing market volatility for each row in ``rows`` (object array of
-    :data:`STABILITY_LABELS`; "unknown" where the volatility is not available yet).
+def stability_labels(
+    close: np.ndarray, rows: np.ndarray, overlay: Overlay | None = None, window: int = 20
+) -> np.ndarray:
+    """The stability bucket of each row in ``rows`` (object array of :data:`STABILITY_LABELS`),
+    read at the bar *before* each row (what was known when the positions were held).
 
-    ``close``: (n_bars, n_symbols) closes of the source panel. The volatility is the rolling std
-    of the equal-weight market log return over ``window`` bars, read at the bar *before* each
-    row (what was known when the positions were held); terciles are over ``rows``.
+    With the panel's ``overlay`` (:mod:`sovereign.trading.overlay`) the buckets are the stability
+    engine's levels. Without one, terciles of trailing market volatility stand in: the rolling
+    std of the equal-weight market log return over ``window`` bars of ``close`` (n_bars,
+    n_symbols), terciles over ``rows``; "unknown" where it is not available yet.
     """
-    vol = rolling_volatility(market_returns(close), window)
     prior = np.where(rows > 0, rows - 1, 0)
+    if overlay is not None:
+        labels: np.ndarray = overlay.buckets()[prior]
+        return labels
+    vol = rolling_volatility(market_returns(close), window)
     v = vol[prior]
     out = np.full(rows.shape, "unknown", dtype=object)
     ok = np.isfinite(v)

@@ -112,7 +112,7 @@ def judge(
     )
     regime_at = np.array([r.value for r in plan.prepared.regimes.regime[np.maximum(rows - 1, 0)]])
     regimes = labelled_slices(base, cand, regime_at, [r.value for r in Regime], "regime", ppy, tol)
-    buckets = stability_labels(plan.panel.close, rows)
+    buckets = stability_labels(plan.panel.close, rows, plan.prepared.overlay)
     stability = labelled_slices(base, cand, buckets, STABILITY_LABELS, "stability", ppy, tol)
 
     scenarios: list[SliceResult] = []

@@ -36,6 +36,7 @@ from sovereign.trading.book import Book, Intent, OpenTrade
 from sovereign.trading.events import Decision, EventSink, NullSink, Transition
 from sovereign.trading.overlay import NEUTRAL
 from sovereign.trading.pools import PoolAllocator, PoolConfig
+from sovereign.trading.sizing import PortfolioSizer, SizingConfig
 from sovereign.trading.slicing import (
     SlicingConfig,
     WorkingOrders,
@@ -58,6 +59,20 @@ class TraderConfig:
     order_namespace: str = ""  # see brokers.models.client_order_id
     slicing: SlicingConfig = field(default_factory=SlicingConfig)
     pools: PoolConfig = field(default_factory=PoolConfig)
+    sizing: SizingConfig = field(default_factory=SizingConfig)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Candidate:
+    """An entry the rules and the Supervisor approved, with its desired size (of equity)."""
+
+    strategy: str
+    signal: Signal
+    j: int
+    price: float
+    atr: float
+    effect: RuleEffect
+    fraction: float
 
 
 class Trader:
@@ -78,6 +93,7 @@ class Trader:
         self.book = Book()
         self.working = WorkingOrders(config=self.config.slicing)
         self.pools = PoolAllocator(list(self.strategies), self.config.pools)
+        self.sizer: PortfolioSizer | None = None  # built on the first bar (needs the universe)
         self.set_rules(rules or RuleSet())
         for s in strategies:
             cfg = s.config
@@ -426,10 +442,12 @@ class Trader:
     def _entries(
         self, view: MarketView, account: AccountReport, now: datetime, exiting: set[str]
     ) -> list[Order]:
-        orders: list[Order] = []
+        """Every strategy's signals -> rules -> Supervisor -> desired size; then the bar's
+        candidates are sized together (:mod:`sovereign.trading.sizing`) and ordered."""
         equity = account.equity
         gross = account.gross_exposure / equity if equity > 0 else math.inf
         drawdown = self.supervisor.drawdown(equity)
+        candidates: list[_Candidate] = []
         for name, strategy in self.strategies.items():
             held = self.book.held(name)
             for signal in strategy.entries(view, held):
@@ -437,30 +455,43 @@ class Trader:
                     continue
                 if self.working.is_working(name, signal.symbol):
                     continue  # its entry is still being worked
-                order, fraction = self._entry(view, name, signal, equity, gross, drawdown, now)
-                if order is not None:
-                    orders.append(order)
-                    gross += fraction
-                    self.supervisor.record_entry(signal.side, fraction)
+                cand = self._candidate(view, name, signal, gross, drawdown, now)
+                if cand is not None:
+                    candidates.append(cand)
+                    gross += cand.fraction
+                    self.supervisor.record_entry(signal.side, cand.fraction)
+        fractions, note = self._portfolio_sizes(view, equity, candidates, exiting)
+        orders = []
+        for cand in candidates:
+            fraction = fractions.get(id(cand), 0.0)
+            if fraction <= 0:
+                self._skip(view, cand.strategy, cand.signal, note or "sized to zero", cand.effect)
+                continue
+            order = self._order(view, cand, fraction, equity, note)
+            if order is not None:
+                orders.append(order)
         return orders
 
-    def _entry(
+    def _candidate(
         self,
         view: MarketView,
         strategy: str,
         signal: Signal,
-        equity: float,
         gross: float,
         drawdown: float,
         now: datetime,
-    ) -> tuple[Order | None, float]:
+    ) -> _Candidate | None:
+        """The signal through the rules and the Supervisor, with its desired size; None (and a
+        recorded decision) when it does not get that far."""
         j = view.panel.column(signal.symbol)
         price = float(view.close[j])
         atr = float(view.features.atr[view.i, j])
         if not (math.isfinite(price) and price > 0):
-            return self._skip(view, strategy, signal, "no valid price")
+            self._skip(view, strategy, signal, "no valid price")
+            return None
         if signal.stop_atr is not None and not (math.isfinite(atr) and atr > 0):
-            return self._skip(view, strategy, signal, "ATR not available yet")
+            self._skip(view, strategy, signal, "ATR not available yet")
+            return None
         effect = RuleSet.apply(
             self._entry_rules[strategy],
             self._context(view, strategy, j, signal.confidence, drawdown),
@@ -468,7 +499,8 @@ class Trader:
         if effect.block_days:
             self.supervisor.block(signal.symbol, view.timestamp + timedelta(days=effect.block_days))
         if effect.skip_reason is not None:
-            return self._skip(view, strategy, signal, effect.skip_reason, effect)
+            self._skip(view, strategy, signal, effect.skip_reason, effect)
+            return None
         check = self.supervisor.check_entry(
             now=now,
             strategy=strategy,
@@ -478,10 +510,58 @@ class Trader:
             side=signal.side,
         )
         if not check.approved:
-            return self._skip(view, strategy, signal, check.reason, effect, outcome="blocked")
+            self._skip(view, strategy, signal, check.reason, effect, outcome="blocked")
+            return None
         fraction = self._size(view, strategy, signal, effect, check.max_fraction)
         if fraction <= 0:
-            return self._skip(view, strategy, signal, "no edge at this confidence", effect)
+            self._skip(view, strategy, signal, "no edge at this confidence", effect)
+            return None
+        return _Candidate(
+            strategy=strategy,
+            signal=signal,
+            j=j,
+            price=price,
+            atr=atr,
+            effect=effect,
+            fraction=fraction,
+        )
+
+    def _portfolio_sizes(
+        self, view: MarketView, equity: float, candidates: list[_Candidate], exiting: set[str]
+    ) -> tuple[dict[int, float], str]:
+        """Final fractions by ``id(candidate)``: positions sized by a fixed fraction keep it;
+        the others are sized together by the portfolio optimiser."""
+        fixed = {id(c): c.fraction for c in candidates if c.signal.equity_fraction is not None}
+        sized = [c for c in candidates if c.signal.equity_fraction is None]
+        if not sized:
+            return fixed, ""
+        held = np.zeros(view.panel.n_symbols)
+        if equity > 0:
+            for t in self.book.open.values():
+                if t.symbol not in exiting:
+                    j = view.panel.column(t.symbol)
+                    price = float(view.close[j])
+                    mark = price if math.isfinite(price) and price > 0 else t.entry_price
+                    held[j] += t.side * t.quantity * mark / equity
+        desired: dict[int, float] = {}
+        for c in sized:  # two strategies on one symbol: sized together, split pro rata
+            desired[c.j] = desired.get(c.j, 0.0) + c.signal.side * c.fraction
+        if self.sizer is None:
+            self.sizer = PortfolioSizer(view.panel.n_symbols, self.config.sizing)
+        try:
+            result = self.sizer.size(view.panel.close, view.i, desired=desired, held=held)
+        except EngineError as err:
+            return fixed, f"portfolio sizing unusable ({err}): no new risk"
+        for c in sized:
+            total = desired[c.j]
+            share = c.signal.side * c.fraction / total if total else 0.0
+            fixed[id(c)] = abs(result.fractions.get(c.j, 0.0) * share)
+        return fixed, result.note
+
+    def _order(
+        self, view: MarketView, cand: _Candidate, fraction: float, equity: float, note: str
+    ) -> Order | None:
+        strategy, signal, effect = cand.strategy, cand.signal, cand.effect
         coid = make_client_order_id(
             strategy=strategy,
             ruleset_version=self.rules.id,
@@ -500,9 +580,10 @@ class Trader:
                 created_at=view.timestamp,
             )
         else:
-            qty = math.floor(fraction * equity / price)
+            qty = math.floor(fraction * equity / cand.price)
             if qty < 1:
-                return self._skip(view, strategy, signal, "size rounds to zero shares", effect)
+                self._skip(view, strategy, signal, "size rounds to zero shares", effect)
+                return None
             order = Order(
                 client_order_id=coid,
                 symbol=signal.symbol,
@@ -511,19 +592,22 @@ class Trader:
                 strategy=strategy,
                 created_at=view.timestamp,
             )
-        intent = self._intent(view, strategy, signal, effect, atr)
+        intent = self._intent(view, strategy, signal, effect, cand.atr)
         sent = self.working.start(
             order,
             intent=intent,
             bar=view.i,
-            adv=average_daily_volume(view.panel.volume, view.i, j, self.config.slicing.adv_window),
+            adv=average_daily_volume(
+                view.panel.volume, view.i, cand.j, self.config.slicing.adv_window
+            ),
             seed=order_seed(coid),
             ruleset_version=self.rules.id,
             namespace=self.config.order_namespace,
             signal_time=view.timestamp,
         )
         if sent is None:
-            return self._skip(view, strategy, signal, "volume too thin for one share", effect)
+            self._skip(view, strategy, signal, "volume too thin for one share", effect)
+            return None
         order = sent
         parent = self.working.parent(strategy, signal.symbol)
         self.book.intents[order.client_order_id] = intent
@@ -538,9 +622,11 @@ class Trader:
             confidence=signal.confidence,
             rules=tuple(effect.fired),
             inputs={
-                "price": price,
-                "atr": atr,
+                "price": cand.price,
+                "atr": cand.atr,
+                "desired": round(cand.fraction, 6),
                 "fraction": round(fraction, 6),
+                **({"sizing": note} if note else {}),
                 **(
                     {}
                     if parent is None
@@ -548,7 +634,7 @@ class Trader:
                 ),
             },
         )
-        return order, fraction
+        return order
 
     def _size(
         self, view: MarketView, strategy: str, signal: Signal, effect: RuleEffect, cap: float
@@ -650,8 +736,8 @@ class Trader:
         reason: str,
         effect: RuleEffect | None = None,
         outcome: str = "skipped",
-    ) -> tuple[None, float]:
-        """Record a candidate that was not traded; returns the "no order" result of _entry."""
+    ) -> None:
+        """Record a candidate that was not traded."""
         self._decide(
             view,
             strategy,
@@ -662,7 +748,6 @@ class Trader:
             confidence=signal.confidence,
             rules=tuple(effect.fired) if effect is not None else (),
         )
-        return None, 0.0
 
     def _decide(
         self,
