@@ -306,3 +306,12 @@ def test_scales_are_always_within_zero_and_one(
             assert max(d.scales[s] for s in live) == pytest.approx(
                 min(1.0, max(d.weights[s] for s in live) / neutral)
             )
+
+
+def test_due_says_when_observe_has_work() -> None:
+    alloc = PoolAllocator(["a", "b"], PoolConfig(rebalance_every=5))
+    ctx = context_vector([0.25] * 4, 1.0, 0.2)
+    assert alloc.due(0)  # the first call anchors
+    alloc.observe(0, pool_equity={"a": 1.0, "b": 1.0}, context=ctx)
+    assert [alloc.due(i) for i in range(1, 7)] == [False, False, False, False, True, True]
+    assert not PoolAllocator(["a"], PoolConfig(enabled=False)).due(0)

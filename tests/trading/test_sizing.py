@@ -71,3 +71,18 @@ def test_short_history_or_disabled_keeps_the_desired_sizes() -> None:
     assert off.fractions == {1: -0.03}
     with pytest.raises(ValueError, match="min_history"):
         SizingConfig(min_history=10)
+
+
+@pytest.mark.parametrize("held_j", [0.0, 0.04])
+def test_the_single_candidate_closed_form_is_the_solvers_answer(held_j: float) -> None:
+    close = prices(4, rho=0.6)
+    held = np.array([0.0, 0.08, 0.05, held_j])
+    fast = PortfolioSizer(4)
+    solver = PortfolioSizer(4)
+    solver.always_solve = True
+    for desired in ({3: 0.05}, {0: -0.04}, {1: 0.03}):
+        a = fast.size(close, 299, desired=desired, held=held)
+        b = solver.size(close, 299, desired=desired, held=held)
+        assert b.step == "optimal"
+        for j in desired:
+            assert a.fractions[j] == pytest.approx(b.fractions[j], abs=2e-5)

@@ -191,6 +191,16 @@ class PoolAllocator:
 
     # ---- the per-bar call ----------------------------------------------------------------
 
+    def due(self, i: int) -> bool:
+        """Would :meth:`observe` at bar ``i`` do anything (anchor, rebalance, or refuse a bar
+        going back)? Between rebalances the caller may skip the call and its inputs."""
+        if not self.config.enabled:
+            return False
+        anchor, last = self._anchor, self._last_bar
+        if anchor is None or (last is not None and i < last):
+            return True
+        return i - anchor.bar >= self.config.rebalance_every
+
     def observe(
         self,
         i: int,

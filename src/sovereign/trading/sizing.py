@@ -14,7 +14,9 @@ desired one, shrunk along the directions of covariance risk (first-order solutio
 refreshed every ``refresh_every`` bars; held positions (not being exited) are fixed at their
 current weights (their covariance with a candidate counts), each candidate is boxed between 0 and
 its desired size, and every other symbol is 0. So a lone, uncorrelated bet keeps most of its size
-and a cluster of bets on the same move is cut back. A candidate never grows beyond what its
+and a cluster of bets on the same move is cut back. A bar with a single candidate has one free
+variable, whose exact solution is a closed form (used instead of the solver: the answer is the
+same, a test checks it, and most bars have one candidate). A candidate never grows beyond what its
 strategy, the rules, the Supervisor and the engines allowed.
 
 Fail closed: too little history for a covariance (fewer than ``min_history`` bars) leaves the
@@ -82,6 +84,9 @@ class PortfolioSizer:
         self.n = n_symbols
         self._optimiser: PortfolioOptimiser | None = None
         self._risk_bar: int | None = None
+        self._solver_bar: int | None = None
+        self._cov = np.zeros((n_symbols, n_symbols))
+        self.always_solve = False  # True: cvxpy even for a single candidate (tests)
 
     def size(
         self,
@@ -104,7 +109,10 @@ class PortfolioSizer:
                 step="desired",
                 note=f"{i + 1} bars of history, the covariance needs {cfg.min_history}",
             )
-        optimiser = self._risk_model(close, i)
+        self._refresh(close, i)
+        if len(desired) == 1 and not self.always_solve:
+            return self._one(desired, held)
+        optimiser = self._solver()
         lower = held.astype(float).copy()
         upper = held.astype(float).copy()
         d = np.zeros(self.n)
@@ -134,26 +142,46 @@ class PortfolioSizer:
             out[j] = float(np.sign(frac) * min(abs(frac), max(0.0, np.sign(frac) * size)))
         return SizingResult(fractions=out, step=str(result.step))
 
-    def _risk_model(self, close: np.ndarray, i: int) -> PortfolioOptimiser:
+    def _one(self, desired: Mapping[int, float], held: np.ndarray) -> SizingResult:
+        """One free variable: the QP's exact solution in closed form (the solver gives the same
+        answer; a test checks it), clipped to its box. With the others fixed at ``held`` (h),
+        the new part of the position is ``(2 rho d_j - gamma (S h)_j) / (2 rho + gamma S_jj)``."""
+        ((j, frac),) = desired.items()
+        s = self._cov
+        gamma = 2.0 * _RHO * self.config.risk_aversion
+        others = float(s[j] @ held - s[j, j] * held[j])
+        new = (2.0 * _RHO * frac - gamma * (others + s[j, j] * held[j])) / (
+            2.0 * _RHO + gamma * s[j, j]
+        )
+        size = float(np.sign(frac) * min(abs(frac), max(0.0, np.sign(frac) * new)))
+        return SizingResult(fractions={j: size}, step=str(FallbackStep.OPTIMAL))
+
+    def _refresh(self, close: np.ndarray, i: int) -> None:
+        """Re-estimate the covariance every ``refresh_every`` bars (EngineError on a degenerate
+        window: the caller stands down)."""
         cfg = self.config
         last = self._risk_bar
-        stale = last is None or i < last or i - last >= cfg.refresh_every
-        if self._optimiser is not None and not stale:
-            return self._optimiser
+        if last is not None and last <= i < last + cfg.refresh_every:
+            return
         lo = max(0, i + 1 - cfg.window)
         returns = filled_returns(close[lo : i + 1])[1:]
-        cov = ledoit_wolf(returns, periods_per_year=252).covariance
+        self._cov = ledoit_wolf(returns, periods_per_year=252).covariance
+        self._risk_bar = i
+
+    def _solver(self) -> PortfolioOptimiser:
+        """The optimiser, built on first use and given the current covariance."""
         if self._optimiser is None:
             self._optimiser = PortfolioOptimiser(
                 self.n,
                 config=OptimiserConfig(
-                    risk_aversion=2.0 * _RHO * cfg.risk_aversion,
+                    risk_aversion=2.0 * _RHO * self.config.risk_aversion,
                     l2_penalty=_RHO,
                     turnover_penalty=0.0,
                     robustness=0.0,
                     long_only=False,
                 ),
             )
-        self._optimiser.set_risk(cov)  # EngineError on a degenerate window: the caller stands down
-        self._risk_bar = i
+        if self._solver_bar != self._risk_bar:
+            self._optimiser.set_risk(self._cov)
+            self._solver_bar = self._risk_bar
         return self._optimiser

@@ -251,7 +251,7 @@ class Trader:
     ) -> tuple[list[Order], str | None]:
         """Feed the pool allocator; on a rebalance bar, kill the pools whose edge decayed.
         Returns the orders (flattening killed pools) and a reason to stand down, if any."""
-        if not self.config.pools.enabled:
+        if not self.pools.due(view.i):
             return [], None
         sup = self.supervisor
         equity = {n: self.book.pool_equity(n, sup.pools[n].capital, marks) for n in self.strategies}
