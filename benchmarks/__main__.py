@@ -6,6 +6,7 @@ import os
 
 from benchmarks import (
     backtest_sample,
+    engine_pass,
     gate_verdict,
     hmm_fit,
     optimizer,
@@ -24,6 +25,7 @@ for module in (
     telegram_status,
     hmm_fit,
     optimizer,
+    engine_pass,
 ):
     print(f"\n== {module.__name__.split('.')[-1]} ==")
     module.main()
