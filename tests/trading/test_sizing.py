@@ -74,15 +74,38 @@ def test_short_history_or_disabled_keeps_the_desired_sizes() -> None:
 
 
 @pytest.mark.parametrize("held_j", [0.0, 0.04])
-def test_the_single_candidate_closed_form_is_the_solvers_answer(held_j: float) -> None:
+def test_the_active_set_answer_is_the_solvers(held_j: float) -> None:
     close = prices(4, rho=0.6)
     held = np.array([0.0, 0.08, 0.05, held_j])
     fast = PortfolioSizer(4)
     solver = PortfolioSizer(4)
     solver.always_solve = True
-    for desired in ({3: 0.05}, {0: -0.04}, {1: 0.03}):
+    cases = ({3: 0.05}, {0: -0.04}, {1: 0.03}, {0: 0.05, 1: 0.05, 2: 0.05}, {0: 0.05, 3: -0.05})
+    for desired in cases:
         a = fast.size(close, 299, desired=desired, held=held)
         b = solver.size(close, 299, desired=desired, held=held)
-        assert b.step == "optimal"
+        assert a.step == b.step == "optimal"
         for j in desired:
             assert a.fractions[j] == pytest.approx(b.fractions[j], abs=2e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 500),
+    sizes=st.lists(st.floats(-0.08, 0.08).filter(lambda x: abs(x) > 1e-3), min_size=2, max_size=4),
+    held=st.lists(st.floats(-0.1, 0.1), min_size=4, max_size=4),
+)
+def test_the_active_set_matches_cvxpy_on_random_books(
+    seed: int, sizes: list[float], held: list[float]
+) -> None:
+    close = prices(seed, n_bars=150, rho=0.5)
+    h = np.array(held)
+    for j in range(len(sizes)):
+        h[j] = 0.0  # a candidate's own symbol is not held
+    fast, solver = PortfolioSizer(4), PortfolioSizer(4)
+    solver.always_solve = True
+    desired = dict(enumerate(sizes))
+    a = fast.size(close, 149, desired=desired, held=h)
+    b = solver.size(close, 149, desired=desired, held=h)
+    for j in desired:
+        assert a.fractions[j] == pytest.approx(b.fractions[j], abs=5e-5)
