@@ -266,7 +266,7 @@ class Trader:
             return [], None
         orders: list[Order] = []
         for name, why in decision.kills.items():
-            t = sup.kill_pool(view.timestamp, name, f"edge decayed: {why}")
+            t = sup.kill_pool(view.timestamp, name, why)
             if t is not None:
                 self._transition(t)
                 orders += self._flatten(view, self.book.trades_of(name), t.reason)
