@@ -44,6 +44,7 @@ from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.app.jobs import Every, Job, JobContext, JobFunctions, Schedule, build_jobs
 from sovereign.app.killswitch import KillSwitch
+from sovereign.app.live_state import SavedBook
 from sovereign.app.persist import MemorySink
 from sovereign.app.reconcile import Reconciler
 from sovereign.app.scheduler import WallClockDriver
@@ -56,15 +57,13 @@ from sovereign.brokers.models import (
     OrderStatus,
 )
 from sovereign.brokers.port import Broker
-from sovereign.errors import BrokerUnavailable, ConfigError, EngineError, HaltTrading
+from sovereign.errors import BrokerUnavailable, ConfigError, HaltTrading
 from sovereign.market.bars import BarPanel
 from sovereign.market.session import MarketCalendar, nyse
 from sovereign.rules.rule import RuleSet
 from sovereign.trading.backtest import Prepared, RegimeConfig
-from sovereign.trading.book import book_snapshot, restore_book
 from sovereign.trading.catalog import DEFAULT_STRATEGIES, build
 from sovereign.trading.events import EquityPoint, Event, OrderSubmitted, Transition
-from sovereign.trading.slicing import WorkingOrders
 from sovereign.trading.strategy import MarketView
 from sovereign.trading.supervisor import SupervisorState
 from sovereign.trading.trader import Trader, TraderConfig
@@ -325,8 +324,13 @@ class LiveLoop:
         self.seen_fills: set[str] = set()
         self.pending_fills: dict[str, Fill] = {}
         self.open_orders: set[str] = set()
-        self._saved: dict[str, Any] = {}
-        self._remap_entries = self._restore_book()
+        self.saved = SavedBook(app, options.account, self.calendar)
+        restored = self.saved.load()
+        if restored is not None:
+            self.trader.book = restored.book
+            self.fills_from = max(self.fills_from, restored.fills_from)
+            self.seen_fills = set(restored.seen_fills)
+            self.open_orders = set(restored.open_orders)
         self.equity = account.equity
         self._closed = False
         self.announce = Announcer.open(app)  # the bot and notifications, when configured
@@ -521,11 +525,8 @@ class LiveLoop:
             overlay=self.prepared.overlay,
         )
         self.last_i = i
-        if self._remap_entries:
-            for trade in self.trader.book.open.values():
-                trade.entry_bar = self._bar_of(panel, trade.entry_time)
-            self._restore_engines(panel, i)
-            self._remap_entries = False
+        if self.saved.needs_rebase:
+            self.saved.rebase(self.trader, panel, i)
         orders = self.trader.step(view, account, now)
         sent = sum(self._send(order, now) for order in orders)
         fills += self._feed_fills()  # fills of orders the broker already had (a restart)
@@ -548,91 +549,16 @@ class LiveLoop:
             note=note,
         )
 
-    # ---- the book across restarts -----------------------------------------------------
-
-    @property
-    def _book_key(self) -> str:
-        return f"book:{self.options.account}"
-
     def _save_book(self, now: datetime) -> None:
-        """Persist the Trader's book and the fill watermark after every cycle, so a restarted
-        process manages the exits of positions it opened before (and books each fill once)."""
-        self.app.supervisor_store.save_state(
-            self._book_key,
-            {
-                "run_id": self.run_id,
-                "book": book_snapshot(self.trader.book, pending=self.open_orders),
-                "fills_from": self.fills_from.isoformat(),
-                # a fill seen but not booked yet is seen again after a restart
-                "seen_fills": sorted(self.seen_fills - set(self.pending_fills)),
-                "open_orders": sorted(self.open_orders),
-                "working": self.trader.working.snapshot(),
-                "pools": self.trader.pools.snapshot(),
-                "last_bar_time": None if self.last_bar is None else self.last_bar.isoformat(),
-            },
-            now,
+        self.saved.save(
+            run_id=self.run_id,
+            trader=self.trader,
+            open_orders=self.open_orders,
+            fills_from=self.fills_from,
+            booked_fills=self.seen_fills - set(self.pending_fills),
+            last_bar=self.last_bar,
+            now=now,
         )
-
-    def _restore_book(self) -> bool:
-        """Adopt the book an earlier process of this account saved; True when entries must be
-        re-mapped to bar indices of the first panel fetched. A snapshot that cannot be read is
-        logged and ignored: reconciliation still guards the positions, but their exits are then
-        left to a person (the log says so)."""
-        data = self.app.supervisor_store.load_state(self._book_key)
-        if data is None:
-            return False
-        try:
-            book = restore_book(data["book"], bar_of=lambda _t: 0)
-            fills_from = datetime.fromisoformat(data["fills_from"])
-        except (KeyError, TypeError, ValueError) as err:
-            log.error(
-                "the saved book of %s cannot be read (%s): open positions from before the "
-                "restart are not managed by a strategy; check them with `sovereign status`",
-                self.options.account,
-                err,
-            )
-            return False
-        self.trader.book = book
-        self._saved = data  # working entries and pool state are re-based on the first panel
-        self.fills_from = max(self.fills_from, fills_from)
-        self.seen_fills = set(data.get("seen_fills", ()))
-        self.open_orders = set(data.get("open_orders", ()))
-        log.info(
-            "restored the book of %s from %s: %d open trades, %d pending orders",
-            self.options.account,
-            data.get("run_id"),
-            len(book.open),
-            len(self.open_orders),
-        )
-        return True
-
-    def _restore_engines(self, panel: BarPanel, i: int) -> None:
-        """Entries being worked resume at bar ``i``; the pool allocator's bars are shifted to
-        the new panel. A part that cannot be read starts fresh, and the log says so."""
-        data = self._saved
-        try:
-            if data.get("working") is not None:
-                self.trader.working = WorkingOrders.restore(
-                    data["working"], config=self.trader.config.slicing, next_bar=i
-                )
-            pools, last = data.get("pools"), data.get("last_bar_time")
-            if pools is not None and last is not None and pools.get("last_bar") is not None:
-                shift = self._bar_of(panel, datetime.fromisoformat(last)) - int(pools["last_bar"])
-                self.trader.pools.restore(pools, bar_shift=shift)
-        except (EngineError, ValueError, KeyError, TypeError) as err:
-            log.error("the saved working entries or pool state cannot be used (%s)", err)
-
-    def _bar_of(self, panel: BarPanel, t: datetime) -> int:
-        """The index in ``panel`` of the bar at or before ``t``; negative (sessions before the
-        panel's first bar) for an entry older than the panel."""
-        i = int(panel.timestamps.searchsorted(t, side="right")) - 1
-        if i >= 0:
-            return i
-        try:
-            first = panel.timestamps[0].to_pydatetime()
-            return -len(self.calendar.sessions_between(t, first))
-        except ValueError:  # outside the calendar's range
-            return -1
 
     def _send(self, order: Order, now: datetime) -> int:
         """Write ``order`` ahead, submit it through the Reconciler's gate; 1 if it went out."""
