@@ -37,6 +37,7 @@ def per_bar_latency(n_symbols: int, n_bars: int = 600, seed: int = 3) -> list[fl
         regimes=prepared.regimes,
         exchange=exchange,
         trader=trader,
+        overlay=prepared.overlay,  # the engines' limits, sizing, slicing and pools: all on
     )
     inner = trader.step
     times: list[float] = []

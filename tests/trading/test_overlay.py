@@ -176,3 +176,16 @@ def test_a_corrupted_engine_output_makes_the_backtest_stand_down() -> None:
         for e in sink.events
     )
     assert all(t.exit_bar >= 0 for t in result.trades)
+
+
+def test_a_large_universe_is_read_on_a_sample_of_the_market() -> None:
+    big = generate(symbols=60, n_bars=300, seed=4, start="2015-01-01").panel
+    from sovereign.trading.overlay import market_sample
+
+    sample = market_sample(big, 50)
+    assert sample.n_symbols == 50 and sample.symbols[0] == big.symbols[0]
+    assert sample.symbols[-1] == big.symbols[-1]
+    assert market_sample(MARKET, 50) is MARKET
+    full = compute_overlay(big, seed=1)
+    assert full.n_bars == big.n_bars
+    np.testing.assert_array_equal(full.stability, compute_overlay(sample, seed=1).stability)

@@ -24,6 +24,9 @@ rules, so a backtest, the gate's baseline and candidate, and the live loop share
 out-of-range output raises :class:`~sovereign.errors.EngineError` and the Trader stands down for
 that bar rather than trade on it.
 
+A universe larger than ``max_assets`` (50) is read on an evenly spaced sample of that many
+symbols (:func:`market_sample`): these are market-wide measures.
+
 Missing returns (a symbol not listed yet) are filled with that bar's mean return of the symbols
 that have one, so the sentinel and the stress models see a full matrix; a bar where no symbol
 has a return counts as 0.
@@ -87,6 +90,7 @@ class OverlayConfig:
     stress_horizon_days: int = 2
     stress_paths: int = 500
     stress_budget: float = 2.0  # multiple of the room before the drawdown stop stress may use
+    max_assets: int = 50  # the market's state is read on at most this many symbols
 
     def __post_init__(self) -> None:
         if not 0 < self.unstable_scale <= self.fragile_scale <= 1:
@@ -95,6 +99,8 @@ class OverlayConfig:
             raise ValueError("overlay: fragility_refit >= 1 and fragility_min_bars > 60")
         if self.stress_horizon_days < 1 or self.stress_paths < 50 or not self.stress_budget > 0:
             raise ValueError("overlay: stress horizon >= 1, paths >= 50, budget > 0")
+        if self.max_assets < 2:
+            raise ValueError("overlay: max_assets must be >= 2")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -278,6 +284,7 @@ def compute_overlay(
     n = panel.n_bars
     if not cfg.enabled or n == 0:
         return _neutral(n, cfg)
+    panel = market_sample(panel, cfg.max_assets)
     stab = stability_series(
         panel.close,
         _optional(panel.volume),
@@ -303,6 +310,18 @@ def compute_overlay(
         stress_fitted=fitted,
         config=cfg,
     )
+
+
+def market_sample(panel: BarPanel, max_assets: int) -> BarPanel:
+    """``panel`` itself, or for a large universe an evenly spaced, deterministic sample of
+    ``max_assets`` of its symbols: the overlay reads the state of the market (stability,
+    contagion, the sentinel's turbulence, the stress of a unit book), which a broad sample
+    carries, while the contagion's eigenvalues and turbulence's covariance grow with the cube
+    of the number of symbols."""
+    if panel.n_symbols <= max_assets:
+        return panel
+    keep = np.unique(np.linspace(0, panel.n_symbols - 1, max_assets).round().astype(np.int64))
+    return panel.select([panel.symbols[j] for j in keep])
 
 
 def filled_returns(close: np.ndarray) -> np.ndarray:
