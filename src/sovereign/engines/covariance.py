@@ -237,7 +237,7 @@ def psd_sqrt(matrix: npt.ArrayLike, *, source: str = "covariance.psd_sqrt") -> F
     try:
         return np.asarray(np.linalg.cholesky(m).T, dtype=np.float64)
     except np.linalg.LinAlgError:
-        pass
+        pass  # positive semi-definite only: the eigendecomposition below handles it
     vals, vecs = np.linalg.eigh(m)
     top = max(float(vals[-1]), 0.0)
     if vals[0] < -1e-8 * max(top, 1e-300):
