@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 from ib_async import (
     AccountValue,
+    BarData,
     CommissionReport,
     Contract,
     Execution,
@@ -77,8 +78,11 @@ class FakeIB:
         ack_on_wait: bool = False,
         start: datetime = T0,
         step: timedelta = timedelta(minutes=1),
+        history: Mapping[str, Sequence[BarData]] | None = None,
     ) -> None:
         self.prices = {s: list(p) for s, p in prices.items()}
+        self.history = {s: list(b) for s, b in (history or {}).items()}
+        self.history_requests: list[dict[str, object]] = []
         self.cash = cash
         self.client_id = client_id
         self.accounts = list(accounts)
@@ -144,6 +148,33 @@ class FakeIB:
         self._fetch_executions()
 
     # --------------------------------------------------------------- the IB API subset
+
+    def reqHistoricalData(
+        self,
+        contract: Contract,
+        endDateTime: object,
+        durationStr: str,
+        barSizeSetting: str,
+        whatToShow: str,
+        useRTH: bool,
+        formatDate: int = 1,
+        keepUpToDate: bool = False,
+        chartOptions: object = (),
+        timeout: float = 60,
+    ) -> list[BarData]:
+        """The scripted history of ``contract.symbol`` (every bar: the caller cuts)."""
+        self._wire("reqHistoricalData")
+        self.history_requests.append(
+            {
+                "symbol": contract.symbol,
+                "duration": durationStr,
+                "bar_size": barSizeSetting,
+                "what": whatToShow,
+                "rth": useRTH,
+                "format": formatDate,
+            }
+        )
+        return list(self.history.get(contract.symbol, []))
 
     def isConnected(self) -> bool:
         return self.connected

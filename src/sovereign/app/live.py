@@ -70,7 +70,7 @@ from sovereign.trading.trader import Trader, TraderConfig
 
 log = logging.getLogger(__name__)
 
-LIVE_MODES = ("live-alpaca", "paper-alpaca")
+LIVE_MODES = ("live-alpaca", "paper-alpaca", "live-ibkr")
 PENDING = "pending_new"  # an order written ahead of its submission (not an OrderStatus value)
 DRIVER_NAME = "sovereign-live"
 

@@ -178,49 +178,52 @@ def run(
         str,
         typer.Option(
             help="paper: replay on the paper exchange (default). alpaca: trade live on the wall "
-            "clock against Alpaca (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY)."
+            "clock against Alpaca (keys from APCA_API_KEY_ID / APCA_API_SECRET_KEY). ibkr: the "
+            "same against TWS / IB Gateway (SOVEREIGN_IBKR__HOST, __PORT, __CLIENT_ID)."
         ),
     ] = "paper",
     symbol: Annotated[
         list[str] | None,
-        typer.Option("--symbol", help="With --broker alpaca: a symbol to trade (repeatable)."),
+        typer.Option("--symbol", help="With a live --broker: a symbol to trade (repeatable)."),
     ] = None,
     strategy: Annotated[
         list[str] | None,
-        typer.Option("--strategy", "-s", help="With --broker alpaca: strategy name (repeatable)."),
+        typer.Option("--strategy", "-s", help="With a live --broker: strategy name (repeatable)."),
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="With --broker alpaca: NAME=VALUE (repeatable)."),
+        typer.Option("--param", "-p", help="With a live --broker: NAME=VALUE (repeatable)."),
     ] = None,
     poll_seconds: Annotated[
-        float, typer.Option(help="With --broker alpaca: seconds between trading cycles.")
+        float, typer.Option(help="With a live --broker: seconds between trading cycles.")
     ] = 60.0,
     timeframe: Annotated[
-        str, typer.Option(help="With --broker alpaca: bar timeframe (1Day, 1Hour, 5Min, ...).")
+        str, typer.Option(help="With a live --broker: bar timeframe (1Day, 1Hour, 5Min, ...).")
     ] = "1Day",
     session_only: Annotated[
         bool,
         typer.Option(
             "--session-only/--any-time",
-            help="With --broker alpaca: trade and reconcile only during NYSE sessions.",
+            help="With a live --broker: trade and reconcile only during NYSE sessions.",
         ),
     ] = True,
     account: Annotated[
         str | None,
         typer.Option(
-            help="With --broker alpaca: the account's stable name (order id namespace; "
-            "default alpaca-paper or alpaca-live)."
+            help="With a live --broker: the account's stable name (order id namespace; "
+            "default alpaca-paper, alpaca-live or ibkr)."
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the autonomous loop: by default the paper campaign (replay, trade, study, improve,
-    record, summarise); with --broker alpaca, live on the wall clock until SIGINT/SIGTERM."""
-    if broker not in ("paper", "alpaca"):
-        raise ConfigError(f"--broker must be paper or alpaca, got {broker!r}")
-    if broker == "alpaca":
-        _run_alpaca(
+    record, summarise); with --broker alpaca or ibkr, live on the wall clock until
+    SIGINT/SIGTERM."""
+    if broker not in ("paper", "alpaca", "ibkr"):
+        raise ConfigError(f"--broker must be paper, alpaca or ibkr, got {broker!r}")
+    if broker != "paper":
+        _run_broker(
+            broker,
             symbols=tuple(symbol or ()),
             strategies=tuple(strategy or ()),
             params=tuple(param or ()),
@@ -264,7 +267,8 @@ def run(
     _print_campaign(_run_with_progress(ctx, options, panel))
 
 
-def _run_alpaca(
+def _run_broker(
+    broker: str,
     *,
     symbols: tuple[str, ...],
     strategies: tuple[str, ...],
@@ -276,23 +280,42 @@ def _run_alpaca(
     seed: int | None,
     as_json: bool,
 ) -> None:
-    """`sovereign run --broker alpaca`: the live loop (sovereign.app.live) until a signal."""
+    """`sovereign run --broker alpaca|ibkr`: the live loop (sovereign.app.live) until a signal."""
     from datetime import timedelta
 
-    from sovereign.app.live import CycleReport, LiveOptions, run_live
-    from sovereign.brokers.alpaca import AlpacaBroker, AlpacaData
+    from sovereign.app.live import BarSource, CycleReport, LiveOptions, run_live
+    from sovereign.brokers.port import Broker
     from sovereign.settings import Settings
     from sovereign.trading.catalog import DEFAULT_STRATEGIES, parse_params
 
     if not symbols:
-        raise ConfigError("--broker alpaca needs at least one --symbol to trade")
+        raise ConfigError(f"--broker {broker} needs at least one --symbol to trade")
     settings = Settings()
     names = strategies or DEFAULT_STRATEGIES
-    paper = settings.alpaca.paper
+    client: Broker
+    data: BarSource
+    if broker == "alpaca":
+        from sovereign.brokers.alpaca import AlpacaBroker, AlpacaData
+
+        paper = settings.alpaca.paper
+        default_account = "alpaca-paper" if paper else "alpaca-live"
+        mode = "paper-alpaca" if paper else "live-alpaca"
+        alpaca_data = AlpacaData(settings=settings.alpaca)  # ConfigError: keys missing
+        client = AlpacaBroker(settings=settings.alpaca, last_price=alpaca_data.last_price)
+        data = alpaca_data
+    else:
+        from sovereign.brokers.ibkr import IBKRBroker, IBKRData
+
+        # ConfigError without ib_async; BrokerUnavailable when TWS does not answer
+        ib_broker = IBKRBroker.connect(settings.ibkr)
+        ib_data = IBKRData(ib_broker.ib)
+        ib_broker.last_price = ib_data.last_price  # sizes equity_fraction orders
+        default_account, mode = "ibkr", "live-ibkr"
+        client, data = ib_broker, ib_data
     options = LiveOptions(
         symbols=symbols,
-        account=account or ("alpaca-paper" if paper else "alpaca-live"),
-        mode="paper-alpaca" if paper else "live-alpaca",
+        account=account or default_account,
+        mode=mode,
         strategies=names,
         params=parse_params(params, names),
         poll=timedelta(seconds=poll_seconds),
@@ -300,8 +323,6 @@ def _run_alpaca(
         session_only=session_only,
         seed=seed if seed is not None else settings.run.seed,
     )
-    data = AlpacaData(settings=settings.alpaca)  # ConfigError here when the keys are missing
-    alpaca = AlpacaBroker(settings=settings.alpaca, last_price=data.last_price)
     ctx = open_app()
 
     def progress(c: CycleReport) -> None:
@@ -318,7 +339,7 @@ def _run_alpaca(
         f"poll {poll_seconds:g}s; stop with Ctrl-C (SIGINT) or SIGTERM",
         highlight=False,
     )
-    report = run_live(ctx, options, broker=alpaca, data=data, on_cycle=progress)
+    report = run_live(ctx, options, broker=client, data=data, on_cycle=progress)
     if as_json:
         print_json(report.to_json())
         return

@@ -20,14 +20,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from sovereign.brokers.alpaca import parsing
 from sovereign.brokers.alpaca.adapter import RetryPolicy, call_with_retry, load_keys
+from sovereign.brokers.bars import assemble_panel
 from sovereign.errors import BrokerError, DataError
-from sovereign.market.bars import OHLCV_COLUMNS, BarPanel, Feature
-from sovereign.market.validation import normalize_frame
+from sovereign.market.bars import BarPanel
 from sovereign.settings import AlpacaSettings, Settings
 
 with warnings.catch_warnings():
@@ -45,7 +42,6 @@ _UNITS = {
     "Week": TimeFrameUnit.Week,
     "Month": TimeFrameUnit.Month,
 }
-_FEATURES = frozenset({Feature.CLOSE, Feature.OHLC, Feature.VOLUME})
 
 
 class _DataClient(StockHistoricalDataClient):
@@ -169,26 +165,11 @@ def _panel(
         frame = parsing.bars_frame(raw)
     except BrokerError as err:
         raise DataError(str(err), source=source) from err
-    clean = normalize_frame(frame, source=source, gap_tolerance=None)
-    clean["timestamp"] = parsing.bar_close_times(clean["timestamp"], timeframe)
-    # Again after re-stamping: two bars of one session would now collide.
-    clean = normalize_frame(clean, source=source, gap_tolerance=gap_tolerance)
-    stamps = pd.DatetimeIndex(clean["timestamp"])
-    times, row_of = np.unique(stamps.asi8, return_inverse=True)
-    col_of = pd.Index(names).get_indexer(pd.Index(clean["symbol"]))
-    arrays = {}
-    for column in OHLCV_COLUMNS:
-        arr = np.full((len(times), len(names)), np.nan)
-        arr[row_of, col_of] = clean[column].to_numpy(dtype=np.float64)
-        arrays[column] = arr
-    return BarPanel(
-        timestamps=pd.DatetimeIndex(pd.to_datetime(times, unit=stamps.unit, utc=True)),
-        symbols=tuple(names),
-        features=_FEATURES,
+    return assemble_panel(
+        frame,
+        names,
+        timeframe,
+        stamp=parsing.bar_close_times,
         source=source,
-        open=arrays["open"],
-        high=arrays["high"],
-        low=arrays["low"],
-        close=arrays["close"],
-        volume=arrays["volume"],
+        gap_tolerance=gap_tolerance,
     )

@@ -23,6 +23,7 @@ acknowledged (still ``PendingSubmit`` with no ``permId``) is confirmed lost with
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,7 +64,9 @@ class IBKRBroker:
     several needs it, :class:`ConfigError` otherwise). ``clock()`` stamps reports that IB does
     not time (account snapshots, orders without a log). ``ack_timeout``: seconds to wait for
     TWS to acknowledge a placed order or confirm a cancel before reporting the state as it is.
-    ``currency``: the account's base currency for account values.
+    ``currency``: the account's base currency for account values. ``last_price(symbol)``, when
+    given (e.g. :meth:`IBKRData.last_price`), sizes ``equity_fraction`` orders in whole shares;
+    without it such orders are refused.
 
     Errors: a lost connection raises :class:`BrokerUnavailable` (a :class:`TransientError`:
     retry, which is safe because ``submit`` is idempotent); a refused command raises
@@ -81,8 +84,10 @@ class IBKRBroker:
         clock: Callable[[], datetime] | None = None,
         ack_timeout: float = 2.0,
         currency: str = parsing.CURRENCY,
+        last_price: Callable[[str], float] | None = None,
     ) -> None:
         self._ib = ib
+        self.last_price = last_price
         self._clock = clock or _wall_clock
         self._ack_timeout = ack_timeout
         self._currency = currency
@@ -303,9 +308,24 @@ class IBKRBroker:
                 return
 
     def _preflight(self, order: Order) -> tuple[Order, str]:
-        """Checks IB cannot do for us: a share quantity, and reduce-only against the position."""
+        """Checks IB cannot do for us: a share quantity (an ``equity_fraction`` is resolved
+        with ``last_price`` and the account's equity, in whole shares), and reduce-only against
+        the position."""
         if order.quantity is None:
-            return order, "IBKR needs a share quantity: resolve equity_fraction before submitting"
+            if self.last_price is None or order.equity_fraction is None:
+                return order, (
+                    "IBKR needs a share quantity: resolve equity_fraction before submitting, "
+                    "or give IBKRBroker a last_price"
+                )
+            price = self.last_price(order.symbol)
+            equity = self.account().equity
+            shares = math.floor(order.equity_fraction * equity / price) if price > 0 else 0
+            if shares < 1:
+                return order, (
+                    f"equity_fraction {order.equity_fraction} of equity {equity:.2f} buys no "
+                    f"whole share at {price}"
+                )
+            order = replace(order, quantity=float(shares), equity_fraction=None)
         if not order.reduce_only:
             return order, ""
         held = sum(
@@ -316,7 +336,7 @@ class IBKRBroker:
         available = max(0.0, -order.side.sign * held)
         if available <= 0:
             return order, "reduce-only: no position to reduce"
-        if available < order.quantity:
+        if order.quantity is not None and available < order.quantity:
             return replace(order, quantity=available), ""
         return order, ""
 

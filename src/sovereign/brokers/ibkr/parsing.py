@@ -19,9 +19,11 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from sovereign.brokers.models import (
     AccountReport,
@@ -351,3 +353,79 @@ def account_report(
         unrealized_pnl=tags.get(TAG_UNREALIZED, 0.0),
         timestamp=to_utc(now, "clock time"),
     )
+
+
+# ---------------------------------------------------------------------------- history
+
+#: Our timeframe ("1Day", "1Hour", "5Min", as Alpaca spells it) -> IB's barSizeSetting.
+BAR_SIZES: dict[str, str] = {
+    "1Min": "1 min",
+    "2Min": "2 mins",
+    "5Min": "5 mins",
+    "15Min": "15 mins",
+    "30Min": "30 mins",
+    "1Hour": "1 hour",
+    "1Day": "1 day",
+}
+_BAR_LENGTH: dict[str, timedelta] = {
+    "1Min": timedelta(minutes=1),
+    "2Min": timedelta(minutes=2),
+    "5Min": timedelta(minutes=5),
+    "15Min": timedelta(minutes=15),
+    "30Min": timedelta(minutes=30),
+    "1Hour": timedelta(hours=1),
+}
+
+
+def bar_size(timeframe: str) -> str:
+    """IB's ``barSizeSetting`` for ``timeframe``; ConfigError naming the accepted ones."""
+    try:
+        return BAR_SIZES[timeframe]
+    except KeyError:
+        raise ConfigError(
+            f"timeframe {timeframe!r} has no IB bar size; use one of {', '.join(BAR_SIZES)}"
+        ) from None
+
+
+def duration_str(start: datetime, end: datetime) -> str:
+    """IB's ``durationStr`` covering ``start``..``end``: whole days up to a year ("30 D"), then
+    whole years ("3 Y"), rounded up (the caller drops bars before ``start``)."""
+    days = max(1, math.ceil((end - start).total_seconds() / 86_400))
+    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+
+
+def historical_frame(symbol: str, bars: Iterable[Any]) -> pd.DataFrame:
+    """IB ``BarData`` rows of ``symbol`` -> the documented long frame; ``timestamp`` is the
+    bar's ``date`` in UTC (00:00 UTC of a daily bar's session date; the start time of an
+    intraday bar, which ``formatDate=2`` gives in UTC)."""
+    rows = [
+        {
+            "timestamp": _utc_bar_time(b.date),
+            "symbol": symbol,
+            "open": b.open,
+            "high": b.high,
+            "low": b.low,
+            "close": b.close,
+            "volume": max(float(b.volume), 0.0),  # IB reports -1 when it has no volume
+        }
+        for b in bars
+    ]
+    return pd.DataFrame(
+        rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+    )
+
+
+def _utc_bar_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return to_utc(value, "bar date")
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def bar_stamps(dates: pd.Series, timeframe: str) -> pd.Series:
+    """IB bar dates -> the project's stamps: a daily bar's session date at 00:00 UTC (the
+    bundled data's stamp); an intraday bar's start (UTC, ``formatDate=2``) plus its length,
+    i.e. its close."""
+    if timeframe == "1Day":
+        return pd.Series(pd.to_datetime(dates, utc=True).dt.normalize(), index=dates.index)
+    length = _BAR_LENGTH[timeframe]
+    return pd.Series(pd.to_datetime(dates, utc=True) + length, index=dates.index)
