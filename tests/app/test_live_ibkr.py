@@ -3,8 +3,13 @@ at the ib_async boundary (no TWS can run here), and the CLI's refusal when TWS i
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +30,17 @@ from tests.brokers.ib_fake import FakeIB
 N_BARS = 40
 
 
+@pytest.fixture
+def ib_loop() -> Iterator[None]:
+    """ib_async's objects (eventkit events) bind to the thread's event loop, creating one if
+    there is none; ``asyncio.run`` in the live loop then drops it unclosed. Own it, close it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
 def history() -> tuple[dict[str, list[BarData]], pd.Timestamp]:
     """AAA falls for 39 days, then jumps: sma_cross crosses up on the last bar; BBB rises."""
     end = pd.Timestamp(datetime.now(UTC).date()) - pd.offsets.BDay(3)
@@ -41,6 +57,7 @@ def history() -> tuple[dict[str, list[BarData]], pd.Timestamp]:
     return {"AAA": bars(aaa), "BBB": bars(bbb)}, days[-1]
 
 
+@pytest.mark.usefixtures("ib_loop")
 def test_the_live_loop_trades_ibkr_once_and_a_restart_adds_no_duplicate(home: Path) -> None:
     bars, last = history()
     fake = FakeIB(  # TWS's clock: now, as the live loop's
@@ -102,14 +119,24 @@ def test_the_live_loop_trades_ibkr_once_and_a_restart_adds_no_duplicate(home: Pa
     app.dispose()
 
 
-def test_the_cli_says_when_tws_is_not_there(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_says_when_tws_is_not_there(home: Path) -> None:
+    """A real `sovereign run --broker ibkr` process against a loopback port nobody listens on."""
     pytest.importorskip("ib_async")
-    with socket.socket() as s:  # a loopback port nobody listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("SOVEREIGN_IBKR__PORT", str(port))
-    result = CliRunner().invoke(cli, ["run", "--broker", "ibkr", "--symbol", "AAA"])
-    assert result.exit_code != 0
-    assert "cannot connect to TWS/IB Gateway at 127.0.0.1" in result.output
+    env = {**os.environ, "SOVEREIGN_IBKR__PORT": str(port)}
+    exe = Path(sys.executable).with_name("sovereign")
+    result = subprocess.run(
+        [str(exe), "run", "--broker", "ibkr", "--symbol", "AAA"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "cannot connect to TWS/IB Gateway at 127.0.0.1" in result.stderr + result.stdout
     refused = CliRunner().invoke(cli, ["run", "--broker", "ibkr"])
     assert refused.exit_code != 0 and "needs at least one --symbol" in refused.output

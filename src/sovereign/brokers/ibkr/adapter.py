@@ -125,6 +125,7 @@ class IBKRBroker:
                 account=account,
             )
         except _WIRE_ERRORS as err:
+            ib.disconnect()  # release the half-open client
             raise BrokerUnavailable(
                 f"cannot connect to TWS/IB Gateway at {where}: {err!r}; is it running with the "
                 "API enabled on that port?"
