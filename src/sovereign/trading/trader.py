@@ -7,12 +7,14 @@ rules' exit_position) -> entries (strategy signals -> active rules -> Supervisor
 orders with deterministic client order ids. The Trader returns orders; the driver (backtester,
 paper loop, live loop) sends them and feeds fills back through :meth:`Trader.on_fill`.
 
-The engines take part through three hooks: the overlay's limits go to the Supervisor every bar
-(:mod:`sovereign.trading.overlay`); an entry above the participation threshold of its average
-daily volume is worked over several bars (:mod:`sovereign.trading.slicing`: one child per bar,
-cancelled when new risk stops or the position exits); and every ``rebalance_every`` bars the pool
-allocator (:mod:`sovereign.trading.pools`: LinUCB with a CVaR penalty, and a freshness score)
-scales each strategy's new positions and kills a pool whose edge has decayed.
+The engines take part through four hooks: the overlay's limits go to the Supervisor every bar
+(:mod:`sovereign.trading.overlay`); a bar's candidate entries are sized together
+(:mod:`sovereign.trading.sizing`: the closest portfolio to their Kelly-tempered sizes, shrunk
+along covariance risk); an entry above the participation threshold of its average daily volume
+is worked over several bars (:mod:`sovereign.trading.slicing`: one child per bar, cancelled when
+new risk stops or the position exits); and every ``rebalance_every`` bars the pool allocator
+(:mod:`sovereign.trading.pools`: LinUCB with a CVaR penalty, and a freshness score) scales each
+strategy's new positions and kills a pool whose edge has decayed.
 """
 
 from __future__ import annotations
