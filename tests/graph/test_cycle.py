@@ -22,6 +22,7 @@ from sovereign.graph import (
     run_cycle,
     sqlite_checkpointer,
 )
+from sovereign.graph.checkpoint import prune_checkpoints
 from sovereign.memory import TradeMemory, make_engine, upgrade
 from sovereign.rules import parse_proposal
 from sovereign.tools import memory_tools, read_only_engine
@@ -383,3 +384,20 @@ def test_mermaid_snapshot() -> None:
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(drawn)
     assert drawn == SNAPSHOT.read_text()
+
+
+def test_pruning_keeps_the_newest_cycles_and_the_one_in_progress(tmp_path: Path) -> None:
+    with sqlite_checkpointer(tmp_path / "prune.sqlite") as saver:
+        for k in range(4):
+            svc = SqliteServices(tmp_path / f"app-{k}.db", proposals=[add_rule(f"rule-{k}")])
+            assert run_cycle(svc, cycle_id=f"c-{k}", now=NOW, checkpointer=saver).complete
+
+        def threads() -> set[str]:
+            return {str(t.config["configurable"]["thread_id"]) for t in saver.list(None)}
+
+        assert threads() == {"c-0", "c-1", "c-2", "c-3"}
+        assert prune_checkpoints(saver, keep=2, protect="c-0") == 1  # c-1 goes; c-0 is protected
+        assert threads() == {"c-0", "c-2", "c-3"}
+        assert prune_checkpoints(saver, keep=5) == 0
+        with pytest.raises(ValueError, match="keep"):
+            prune_checkpoints(saver, keep=-1)

@@ -28,7 +28,7 @@ from sovereign.app.cache import prepare_cached
 from sovereign.app.context import App
 from sovereign.constitution import Constitution, ValidatorState, validate
 from sovereign.engines.analytics import WeaknessReport, find_weaknesses, trade_frame_from_rows
-from sovereign.graph.checkpoint import open_checkpointer
+from sovereign.graph.checkpoint import open_checkpointer, prune_checkpoints
 from sovereign.graph.cycle import run_cycle
 from sovereign.graph.explore import explore, playbook_idea
 from sovereign.graph.heuristic import propose as heuristic_propose
@@ -393,6 +393,10 @@ class AppServices:
         return deployment.autodeploy_frozen(self.app)
 
 
+KEEP_CYCLES = 20
+"""Finished improvement cycles whose checkpoints the live loop and `propose` keep."""
+
+
 def checkpointer_for(app: App) -> AbstractContextManager[Any]:
     """The improvement cycle's checkpointer: SQLite in the data dir, or PostgreSQL alongside a
     PostgreSQL application database."""
@@ -414,7 +418,8 @@ def run_improvement(
 
     ``keep_checkpoint=False`` deletes the cycle's checkpoints once it is complete (its
     outcome is in memory: proposals, verdicts, deployments); a replay, which never resumes a
-    finished cycle, uses it to keep the checkpoint file from growing with every run.
+    finished cycle, uses it to keep the checkpoint file from growing with every run. Otherwise
+    (the live loop, `sovereign propose`) only the :data:`KEEP_CYCLES` newest cycles keep theirs.
     """
     services = AppServices(app, inputs, now=now, cache=cache, on_notify=on_notify)
     reader, tools = (
@@ -431,10 +436,12 @@ def run_improvement(
             )
             if result.complete and not keep_checkpoint:
                 saver.delete_thread(cycle_id)
+            elif result.complete:
+                prune_checkpoints(saver, keep=KEEP_CYCLES, protect=cycle_id)
             return result
     finally:
         if reader is not None:
             reader.dispose()
 
 
-__all__ = ["AppServices", "ImprovementInputs", "checkpointer_for", "run_improvement"]
+__all__ = ["KEEP_CYCLES", "AppServices", "ImprovementInputs", "checkpointer_for", "run_improvement"]

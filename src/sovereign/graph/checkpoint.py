@@ -88,4 +88,25 @@ def _postgres_checkpointer(url: str) -> Iterator[BaseCheckpointSaver[Any]]:
         yield saver
 
 
-__all__ = ["CHECKPOINT_FILE", "open_checkpointer", "sqlite_checkpointer"]
+def prune_checkpoints(saver: BaseCheckpointSaver[Any], *, keep: int, protect: str = "") -> int:
+    """Delete the checkpoints of every cycle but the ``keep`` newest (by their last
+    checkpoint's time) and ``protect`` (the cycle in progress); returns how many cycles went.
+
+    A finished cycle's outcome lives in memory (proposals, verdicts, deployments), so its
+    checkpoints only matter while it might be resumed: the newest few are kept for that."""
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0, got {keep}")
+    latest: dict[str, str] = {}
+    for item in saver.list(None):
+        thread = str(item.config["configurable"]["thread_id"])
+        ts = str(item.checkpoint["ts"])
+        if ts > latest.get(thread, ""):
+            latest[thread] = ts
+    newest_first = sorted(latest, key=lambda t: latest[t], reverse=True)
+    gone = [t for t in newest_first[keep:] if t != protect]
+    for thread in gone:
+        saver.delete_thread(thread)
+    return len(gone)
+
+
+__all__ = ["CHECKPOINT_FILE", "open_checkpointer", "prune_checkpoints", "sqlite_checkpointer"]
