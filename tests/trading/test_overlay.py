@@ -189,3 +189,27 @@ def test_a_large_universe_is_read_on_a_sample_of_the_market() -> None:
     full = compute_overlay(big, seed=1)
     assert full.n_bars == big.n_bars
     np.testing.assert_array_equal(full.stability, compute_overlay(sample, seed=1).stability)
+
+
+def test_degenerate_panels_give_finite_limits_or_a_documented_fallback() -> None:
+    base = generate(symbols=3, n_bars=700, seed=1, start="2015-01-01").panel
+    flat = np.full_like(base.close, 10.0)
+    constant = replace(base, open=flat, high=flat, low=flat, close=flat)
+    ov = compute_overlay(constant)
+    assert np.isfinite(ov.stability).all()
+    assert not ov.stress_fitted.any()  # a constant market has no stress model: the fallback
+    lim = ov.limits(650, drawdown=0.0, max_drawdown=0.1, long_gross=0.0, short_gross=0.0)
+    assert math.isinf(lim.long_room) and not lim.stand_down
+    one = compute_overlay(base.select([base.symbols[0]]))  # one asset: no contagion, still fine
+    assert np.isfinite(one.stability).all() and one.stress_fitted.any()
+    gap = base.close.copy()
+    gap[:100, 1] = np.nan  # a late listing
+    late = replace(
+        base,
+        close=gap,
+        open=np.where(np.isnan(gap), np.nan, base.open),
+        high=np.where(np.isnan(gap), np.nan, base.high),
+        low=np.where(np.isnan(gap), np.nan, base.low),
+        volume=np.where(np.isnan(gap), np.nan, base.volume),
+    )
+    assert np.isfinite(compute_overlay(late).stability).all()
