@@ -63,7 +63,7 @@ def test_status_reads_the_newest_snapshots(seeded: App) -> None:
     assert a is not None and a.run_id == RUN and a.as_of == NOW
     assert a.equity == 1_010_000.0 and a.cash == 800_000.0
     assert a.day_pnl == pytest.approx(8_000.0)  # against the last snapshot of the previous day
-    assert a.gross_exposure == 0.21
+    assert a.gross_exposure == pytest.approx(0.21)  # 212,100 of 1,010,000 equity
     assert a.positions is not None
     assert [(p.symbol, p.quantity) for p in a.positions] == [("AAPL", 100.0), ("MSFT", -20.0)]
     assert (s.ruleset_version, s.active_rules) == (3, 2)
@@ -246,3 +246,15 @@ def test_a_person_acknowledges_blocking_reconciliation_issues(seeded: App) -> No
     state = seeded.supervisor_store.load_state(key)
     assert state["blocking"] == [] and state["acknowledged_by"] == "alice"
     assert seeded.audit.verify().ok
+
+
+def test_the_cli_status_rows_are_short_and_read_the_fractions(seeded: App) -> None:
+    from sovereign.cli.control import status_rows
+
+    rows = dict(status_rows(control.status(seeded)))
+    assert rows["drawdown / exposure"] == "0.00% / 21.0% gross"
+    assert rows["equity"].startswith("1,010,000.00 (cash 800,000.00)")
+    assert rows["open positions"] == "2"
+    assert rows["rule set"] == "v3, 2 active rules"
+    assert not any('": ' in v for k, v in rows.items() if k != "last controls run")  # no JSON
+    assert max(len(v) for k, v in rows.items() if k != "last controls run") < 160

@@ -58,7 +58,7 @@ def seed_app(app: App) -> None:
                 "equity": 1_002_000.0,
                 "cash": 900_000.0,
                 "drawdown": 0.0,
-                "gross_exposure": 0.1,
+                "gross_exposure": 100_200.0,
             },
             {
                 "run_id": RUN,
@@ -66,7 +66,7 @@ def seed_app(app: App) -> None:
                 "equity": 1_005_000.0,
                 "cash": 800_000.0,
                 "drawdown": 0.001,
-                "gross_exposure": 0.2,
+                "gross_exposure": 201_000.0,
             },
             {
                 "run_id": RUN,
@@ -74,7 +74,7 @@ def seed_app(app: App) -> None:
                 "equity": 1_010_000.0,
                 "cash": 800_000.0,
                 "drawdown": 0.0,
-                "gross_exposure": 0.21,
+                "gross_exposure": 212_100.0,
                 "supervisor_state": "NORMAL",
             },
         ]

@@ -270,7 +270,8 @@ def _account(app: App, run_id: str) -> Account | None:
             cash=latest.cash,
             day_pnl=latest.equity - (before.equity if before is not None else latest.equity),
             drawdown=latest.drawdown,
-            gross_exposure=latest.gross_exposure,
+            # memory keeps money (the account's gross position value): a fraction here
+            gross_exposure=latest.gross_exposure / latest.equity if latest.equity > 0 else 0.0,
             positions=positions,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -20,6 +20,9 @@ from sovereign.cli._common import (
     print_json,
 )
 
+if TYPE_CHECKING:
+    from sovereign.app.control import StatusReport
+
 
 @app.command()
 @friendly
@@ -27,17 +30,65 @@ def status(as_json: JsonOpt = False) -> None:
     """Supervisor state, last run, active rules and the constitution pin."""
     from sovereign.app.control import status as get_status
 
-    s = get_status(open_app()).to_json()
+    report = get_status(open_app())
     if as_json:
-        print_json(s)
+        print_json(report.to_json())
         return
     table = Table(title="Sovereign status", show_header=False)
-    for key, value in s.items():
-        table.add_row(
-            key.replace("_", " "),
-            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value),
-        )
+    for key, value in status_rows(report):
+        table.add_row(key, value)
     out.print(table)
+
+
+def status_rows(s: StatusReport) -> list[tuple[str, str]]:
+    """The status report as short (label, text) rows for a terminal (``--json`` has it all)."""
+    state = s.supervisor_state + (f": {s.supervisor_reason}" if s.supervisor_reason else "")
+    rows = [("supervisor", state), ("halt file", "present" if s.halt_file else "none")]
+    a = s.account
+    if a is None:
+        rows.append(("account", "no run recorded yet"))
+    else:
+        positions = "not recorded" if a.positions is None else str(len(a.positions))
+        rows += [
+            ("equity", f"{a.equity:,.2f} (cash {a.cash:,.2f}), as of {a.as_of:%Y-%m-%d %H:%M}"),
+            ("day P&L", f"{a.day_pnl:+,.2f}"),
+            ("drawdown / exposure", f"{a.drawdown:.2%} / {a.gross_exposure:.1%} gross"),
+            ("open positions", positions),
+        ]
+    r = s.last_run
+    if r is not None:
+        finished = "running" if r.finished_at is None else f"{r.finished_at:%Y-%m-%d %H:%M}"
+        line = f"{r.run_id} ({r.mode}), {r.started_at:%Y-%m-%d %H:%M} -> {finished}"
+        summary = r.summary or {}
+        if summary.get("stopped"):
+            line += f"; stopped: {summary['stopped']}"
+        rows.append(("last run", line))
+        improvement = summary.get("improvement")
+        if isinstance(improvement, dict) and improvement:
+            rows.append(
+                (
+                    "its improvement",
+                    f"{improvement.get('cycles', 0)} cycles, {improvement.get('proposals', 0)} "
+                    f"proposals, {improvement.get('deployed', 0)} deployed, "
+                    f"{improvement.get('rejected', 0)} rejected",
+                )
+            )
+    rows.append(("rule set", f"v{s.ruleset_version or '-'}, {s.active_rules} active rules"))
+    if s.last_proposal is not None:
+        lp = s.last_proposal
+        codes = f" ({', '.join(lp.codes)})" if lp.codes else ""
+        rows.append(("last proposal", f"{lp.at:%Y-%m-%d} {lp.summary}: {lp.outcome}{codes}"))
+    if s.autodeploy_frozen:
+        rows.append(("auto-deploy", f"FROZEN: {s.autodeploy_frozen}"))
+    if s.controls:
+        rows.append(("last controls run", json.dumps(dict(s.controls), default=str)[:120]))
+    pin = "pinned" if s.constitution_pinned else "NOT pinned (refuses to trade)"
+    rows.append(("constitution", f"{pin}, sha256 {s.constitution_sha256[:12]}"))
+    for h in (s.broker, s.data):
+        ok = "?" if h.ok is None else ("ok" if h.ok else "NOT ok")
+        rows.append((h.name, f"{ok}: {h.detail}"))
+    rows.append(("database", s.database))
+    return rows
 
 
 @app.command()

@@ -179,7 +179,7 @@ class EquitySnapshotRow(MemoryModel, table=True):
     equity: float
     cash: float
     drawdown: float = 0.0
-    gross_exposure: float = 0.0
+    gross_exposure: float = 0.0  # money: the gross value of the positions (not a fraction)
     supervisor_state: str = ""
 
 
