@@ -3,13 +3,11 @@ at the ib_async boundary (no TWS can run here), and the CLI's refusal when TWS i
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,17 +28,6 @@ from tests.brokers.ib_fake import FakeIB
 N_BARS = 40
 
 
-@pytest.fixture
-def ib_loop() -> Iterator[None]:
-    """ib_async's objects (eventkit events) bind to the thread's event loop, creating one if
-    there is none; ``asyncio.run`` in the live loop then drops it unclosed. Own it, close it."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
 def history() -> tuple[dict[str, list[BarData]], pd.Timestamp]:
     """AAA falls for 39 days, then jumps: sma_cross crosses up on the last bar; BBB rises."""
     end = pd.Timestamp(datetime.now(UTC).date()) - pd.offsets.BDay(3)
@@ -57,7 +44,7 @@ def history() -> tuple[dict[str, list[BarData]], pd.Timestamp]:
     return {"AAA": bars(aaa), "BBB": bars(bbb)}, days[-1]
 
 
-@pytest.mark.usefixtures("ib_loop")
+@pytest.mark.usefixtures("own_event_loop")
 def test_the_live_loop_trades_ibkr_once_and_a_restart_adds_no_duplicate(home: Path) -> None:
     bars, last = history()
     fake = FakeIB(  # TWS's clock: now, as the live loop's

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from typing import Literal
 
@@ -175,13 +175,8 @@ def _baseline(
 ) -> Baseline:
     backtest = BacktestConfig(regime=CONTROL_REGIME)
     if limits_off:
-        backtest = BacktestConfig(
-            regime=CONTROL_REGIME,
-            overlay=LIMITS_OFF,
-            trader=TraderConfig(
-                sizing=SizingConfig(enabled=False), pools=PoolConfig(enabled=False)
-            ),
-        )
+        plain = TraderConfig(sizing=SizingConfig(enabled=False), pools=PoolConfig(enabled=False))
+        backtest = replace(backtest, overlay=LIMITS_OFF, trader=plain)
     return Baseline(
         ruleset=RuleSet(rules=rules),
         strategies=strategies,
